@@ -1,0 +1,83 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Derive the category of a sample from its image path.
+
+anomalib batches carry ``image_path`` but no category name, so models and callbacks that need the
+category (PromptMAD's text prompts, per-category metrics) read it from the path. Two rules:
+
+* **MVTec layout** (no ``root`` given): ``<root>/<category>/{train,test,ground_truth}/<type>/<file>``,
+  the category is the folder above ``train``/``test``. This holds for anomalib's own ``MVTecAD``
+  batches, for :class:`~anomalib_promptmad.data.multiclass.MultiClassMVTecAD` and for
+  :class:`~anomalib_promptmad.data.multiclass.MultiClassFolder` with its default sub-paths.
+* **Any layout** (``root`` given): the category is the first path component below ``root``. Both
+  multi-class datamodules expose ``root`` for this.
+
+Example:
+    >>> category_from_path("/data/MVTecAD/bottle/test/broken_large/000.png")
+    'bottle'
+    >>> category_from_path("/data/custom/screws/good/a.png", root="/data/custom")
+    'screws'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+__all__ = ["MVTEC_SPLIT_FOLDERS", "category_from_path"]
+
+# Folders that sit directly below a category folder in the MVTec layout (ground_truth holds masks).
+MVTEC_SPLIT_FOLDERS: frozenset[str] = frozenset({"train", "test", "ground_truth"})
+
+
+def category_from_path(image_path: str | PurePath, root: str | PurePath | None = None) -> str:
+    """Return the category name encoded in an image (or mask) path.
+
+    Args:
+        image_path (str | PurePath): Path of one image, as found in ``batch.image_path``.
+        root (str | PurePath | None): Dataset root holding one folder per category. When given, the
+            category is the first component of ``image_path`` relative to ``root`` (any layout);
+            when ``None``, the MVTec layout ``<category>/{train,test,ground_truth}/<type>/<file>``
+            is required. Defaults to ``None``.
+
+    Returns:
+        str: Category name, e.g. ``"bottle"``.
+
+    Raises:
+        ValueError: If the path does not follow the expected layout.
+
+    Example:
+        >>> category_from_path("datasets/MVTecAD/pill/train/good/000.png")
+        'pill'
+    """
+    path = PurePath(image_path)
+    if root is not None:
+        return _category_below_root(path, PurePath(root))
+    parts = path.parts
+    if len(parts) >= 4 and parts[-3] in MVTEC_SPLIT_FOLDERS:
+        return parts[-4]
+    msg = (
+        f"Cannot derive a category from image path '{image_path}': expected the MVTec layout "
+        "'<root>/<category>/{train,test}/<type>/<file>'. For other folder layouts pass the dataset "
+        "root (root=...) so the category is the first folder below it."
+    )
+    raise ValueError(msg)
+
+
+def _category_below_root(path: PurePath, root: PurePath) -> str:
+    """First component of ``path`` below ``root``; both are compared in absolute form when possible."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        # Datasets resolve their paths; a relative or symlinked root must still match.
+        try:
+            relative = Path(path).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            relative = None
+    if relative is None or len(relative.parts) < 2:
+        msg = (
+            f"Cannot derive a category from image path '{path}': it is not inside a category folder "
+            f"of the dataset root '{root}' (expected '<root>/<category>/.../<file>')."
+        )
+        raise ValueError(msg)
+    return relative.parts[0]
