@@ -1,0 +1,433 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""PromptMAD: cross-modal (text + image) prompting for multi-class anomaly localisation.
+
+Paper: McCain & Kashiani, "PromptMAD: Cross-Modal Prompting for Multi-Class Visual Anomaly
+Localization", arXiv 2601.22492 (2026), built on OneNIP (Gao et al., ECCV 2024).
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_promptmad import MultiClassMVTecAD, PromptMAD
+    >>> datamodule = MultiClassMVTecAD(root="./datasets/MVTecAD", categories=["bottle", "pill"])  # doctest: +SKIP
+    >>> model = PromptMAD(max_epochs=20)  # doctest: +SKIP
+    >>> Engine().train(model=model, datamodule=datamodule)  # doctest: +SKIP
+
+From the command line (the package registers the short name with the stock ``anomalib`` command):
+
+    anomalib train --model PromptMAD --data MultiClassMVTecAD --data.categories '[bottle, pill]'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max, F1Score
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import Resize
+from tqdm.auto import tqdm
+
+from anomalib_promptmad.data.category import category_from_path
+from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
+from anomalib_promptmad.data.synthetic import AnomalySynthesizer
+from anomalib_promptmad.losses import PromptMADLoss
+from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
+from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
+from anomalib_promptmad.torch_model import PromptMADModel
+
+__all__ = ["PromptMAD"]
+
+logger = logging.getLogger(__name__)
+
+
+class PromptMAD(AnomalibModule):
+    """PromptMAD Lightning module.
+
+    One model serves every category it was trained on (the unified setting). Training draws a normal
+    image prompt of the same category and a synthetic anomaly for each image; after training the model
+    fixes one prompt per category, the category prototypes and the map scales from normal training
+    images (never from test data).
+
+    Args:
+        image_size: Input size ``(H, W)``, multiples of 16 (OneNIP: 224, 256 or 320).
+        categories: Category names in index order. ``None`` takes them from the datamodule at fit time
+            (``datamodule.categories`` or ``datamodule.category``); they are then saved with the model.
+        backbone: timm backbone name (frozen).
+        layers: Backbone levels (default: strides 2, 4, 8, 16 as in OneNIP).
+        backbone_weights: ``"auto"`` (offline packaged weights where available), ``"packaged"``,
+            ``"timm"``, ``"none"`` or a local weights file.
+        text_encoder: Text encoder spec (``"auto"``, ``"open_clip:ViT-B-16:openai"``, ``"minilm"``, ...).
+            The encoder actually used is written back to the hyper-parameters.
+        prompt_library: User prompt YAML file(s) extending or overriding the packaged catalogues.
+        hidden_dim: Transformer width.
+        num_heads: Attention heads.
+        num_encoder_layers: Encoder depth.
+        num_decoder_layers: Two-way decoder depth.
+        dim_feedforward: FFN width.
+        dropout: Dropout probability.
+        neighbour_size: Blocked attention window (``None``: OneNIP's ``grid // 2``).
+        jitter_scale: Feature-jitter scale.
+        jitter_probability: Chance of jitter per step.
+        use_text_prompts: Cross-modal text prompts (ablation switch).
+        use_segmentor: Text-guided segmentor; ``False`` uses OneNIP's refiner (ablation switch).
+        diffusion_steps: Diffusion refinement steps; 0 switches it off (ablation switch).
+        diffusion_beta_range: Linear beta schedule ``(start, end)``.
+        segmentor_dim: Segmentor width.
+        segmentation_weight: Weight of the pixel-head probability in the anomaly map.
+        score_pool_size: Average-pool window of the image score.
+        reconstruction_weight: Loss weight of the feature restoration MSE.
+        focal_weight: Loss weight of the focal loss; 0 switches it off (ablation switch).
+        dice_weight: Loss weight of the Dice loss.
+        focal_alpha: Focal-loss weight of anomalous pixels.
+        focal_gamma: Focal-loss focusing parameter.
+        cutpaste_probability: Share of synthetic anomalies made by CutPaste (rest: Perlin + texture).
+        texture_dir: Folder of texture images (e.g. DTD); ``None`` derives textures from the training images.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        max_epochs: Training length (returned by :attr:`trainer_arguments`).
+        lr_decay_epoch: Epoch of the 10x learning-rate step (``None``: 80 % of ``max_epochs``, as OneNIP).
+        gradient_clip_val: Gradient-norm clip.
+        map_scale_quantile: Quantile of normal distances used as each category's map scale.
+        calibration_images: Normal training images per category used to measure the map scale.
+        pre_processor: Pre-processor (``True``: resize to ``image_size``; normalisation is inside the model).
+        post_processor: Post-processor (``True``: :class:`OrderPreservingPostProcessor`).
+        evaluator: Evaluator (``True``: image AUROC/AP/F1, pixel AUROC/AP/AUPRO/F1).
+        visualizer: Visualizer.
+    """
+
+    def __init__(
+        self,
+        image_size: tuple[int, int] | int = (256, 256),
+        categories: Sequence[str] | None = None,
+        backbone: str = "tf_efficientnet_lite2",
+        layers: Sequence[int] = (0, 1, 2, 3),
+        backbone_weights: str = "auto",
+        text_encoder: str = "auto",
+        prompt_library: str | Sequence[str] | None = None,
+        hidden_dim: int = 256,
+        num_heads: int = 8,
+        num_encoder_layers: int = 4,
+        num_decoder_layers: int = 4,
+        dim_feedforward: int = 1024,
+        dropout: float = 0.1,
+        neighbour_size: tuple[int, int] | None = None,
+        jitter_scale: float = 20.0,
+        jitter_probability: float = 1.0,
+        use_text_prompts: bool = True,
+        use_segmentor: bool = True,
+        diffusion_steps: int = 10,
+        diffusion_beta_range: tuple[float, float] = (1e-3, 0.5),
+        segmentor_dim: int = 128,
+        segmentation_weight: float = 0.5,
+        score_pool_size: int = 16,
+        reconstruction_weight: float = 1.0,
+        focal_weight: float = 1.0,
+        dice_weight: float = 0.5,
+        focal_alpha: float = 0.5,
+        focal_gamma: float = 2.0,
+        cutpaste_probability: float = 0.5,
+        texture_dir: str | None = None,
+        learning_rate: float = 1e-4,
+        weight_decay: float = 1e-4,
+        max_epochs: int = 1000,
+        lr_decay_epoch: int | None = None,
+        gradient_clip_val: float = 0.1,
+        map_scale_quantile: float = 0.99,
+        calibration_images: int = 32,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        size = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor(size)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        if max_epochs < 1:
+            msg = f"max_epochs must be >= 1, got {max_epochs}"
+            raise ValueError(msg)
+        self.image_size = size
+        self.categories: list[str] | None = list(categories) if categories else None
+        self.text_encoder = text_encoder
+        self.prompt_library = [prompt_library] if isinstance(prompt_library, str) else prompt_library
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.lr_decay_epoch = lr_decay_epoch if lr_decay_epoch is not None else max(1, int(0.8 * max_epochs))
+        self.gradient_clip_val = gradient_clip_val
+        self.map_scale_quantile = map_scale_quantile
+        self.calibration_images = calibration_images
+
+        self.model = PromptMADModel(
+            image_size=size,
+            backbone=backbone,
+            layers=layers,
+            backbone_weights=backbone_weights,
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            num_encoder_layers=num_encoder_layers,
+            num_decoder_layers=num_decoder_layers,
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            neighbour_size=neighbour_size,
+            jitter_scale=jitter_scale,
+            jitter_probability=jitter_probability,
+            use_text_prompts=use_text_prompts,
+            use_segmentor=use_segmentor,
+            diffusion_steps=diffusion_steps,
+            diffusion_beta_range=diffusion_beta_range,
+            segmentor_dim=segmentor_dim,
+            segmentation_weight=segmentation_weight,
+            score_pool_size=score_pool_size,
+        )
+        self.loss = PromptMADLoss(
+            reconstruction_weight=reconstruction_weight,
+            focal_weight=focal_weight,
+            dice_weight=dice_weight,
+            focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma,
+        )
+        self.synthesizer = AnomalySynthesizer(cutpaste_probability=cutpaste_probability, texture_dir=texture_dir)
+        self.hparams["backbone_weights_used"] = self.model.backbone.weights_source
+        self._needs_calibration = False
+
+    # ------------------------------------------------------------------ components
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize only: the model normalises with its backbone's own statistics, so it sees [0, 1] images.
+
+        Args:
+            image_size: Target size; default ``(256, 256)``.
+        """
+        return PreProcessor(transform=Resize(image_size or (256, 256), antialias=True))
+
+    def configure_post_processor(self) -> PostProcessor:
+        """Thresholds from validation data; order-preserving (sigmoid) normalisation around them."""
+        return OrderPreservingPostProcessor()
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """Image AUROC, AP, F1-max and F1; pixel AUROC, AP, AUPRO and F1."""
+        test_metrics = [
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUPR(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Max(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            AUPR(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
+        ]
+        return Evaluator(test_metrics=test_metrics)
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Training length, OneNIP's gradient clipping; validate (and calibrate) at the end only."""
+        return {
+            "max_epochs": self.max_epochs,
+            "gradient_clip_val": self.gradient_clip_val,
+            "num_sanity_val_steps": 0,
+            "check_val_every_n_epoch": self.max_epochs,
+        }
+
+    @property
+    def learning_type(self) -> LearningType:
+        """Trained on normal images only."""
+        return LearningType.ONE_CLASS
+
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:
+        """AdamW with a 10x step decay (OneNIP)."""
+        parameters = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.lr_decay_epoch, gamma=0.1)
+        return [optimizer], [scheduler]
+
+    # ------------------------------------------------------------------ categories and text
+    def setup(self, stage: str) -> None:
+        """Resolve the categories and compute the class text embeddings (once, before training)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.categories is None:
+            found = getattr(datamodule, "categories", None) or (
+                [datamodule.category] if getattr(datamodule, "category", None) else None
+            )
+            if not found:
+                msg = (
+                    "PromptMAD needs category names: pass `categories=[...]` to PromptMAD, or use a datamodule "
+                    "that has `categories` (MultiClassMVTecAD, MultiClassFolder) or `category` (MVTecAD, Folder)."
+                )
+                raise ValueError(msg)
+            self.categories = list(found)
+        self.hparams["categories"] = list(self.categories)
+        if stage == "fit":
+            wanted = getattr(datamodule, "categories", None) or []
+            unknown = sorted(set(wanted) - set(self.categories))
+            if unknown:
+                msg = f"the datamodule has categories {unknown} that this model was not built for ({self.categories})"
+                raise ValueError(msg)
+            if self.model.text_tokens is not None and not self.model.text_tokens.is_set:
+                self._set_text_embeddings()
+
+    def _set_text_embeddings(self) -> None:
+        library = PromptLibrary.default()
+        for path in self.prompt_library or ():
+            library = library.with_yaml(path)
+        encoder = build_text_encoder(self.text_encoder)
+        assert self.categories is not None  # noqa: S101 - resolved in setup
+        embeddings = torch.stack([
+            class_text_embeddings(library.prompts_for(category), encoder) for category in self.categories
+        ])
+        self.model.set_text_embeddings(embeddings)
+        self.hparams["text_encoder"] = encoder.name
+        logger.info("PromptMAD text prompts encoded with %s for %s", encoder.name, self.categories)
+
+    def category_indices(self, image_paths: Sequence[str]) -> torch.Tensor:
+        """Category index of each image from its path (MVTec layout ``<root>/<category>/<split>/...``)."""
+        assert self.categories is not None  # noqa: S101 - resolved in setup
+        if len(self.categories) == 1:
+            return torch.zeros(len(image_paths), dtype=torch.long, device=self.device)
+        index = {name: position for position, name in enumerate(self.categories)}
+        names = [category_from_path(path) for path in image_paths]
+        missing = sorted({name for name in names if name not in index})
+        if missing:
+            msg = f"images of categories {missing} are not among this model's categories {self.categories}"
+            raise ValueError(msg)
+        return torch.tensor([index[name] for name in names], dtype=torch.long, device=self.device)
+
+    # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self) -> None:
+        """Calibration goes stale as soon as the weights move."""
+        self._needs_calibration = True
+
+    def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Synthesise anomalies, reconstruct with a normal prompt, and compute the losses."""
+        del args, kwargs
+        images = batch.image
+        category = self.category_indices(batch.image_path)
+        # one generator per step: deterministic under the run's seed, and identical after a resume
+        generator = torch.Generator(device=images.device).manual_seed(torch.initial_seed() % 2**31 + self.global_step)
+        anomalous, masks = self.synthesizer(images, generator)
+        outputs = self.model.training_outputs(images, anomalous, masks, category)
+        pixel_logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
+        terms = self.loss(outputs["reconstruction"], outputs["target"], pixel_logits, outputs["mask"])
+        for name, value in terms.items():
+            self.log(f"train_{name}", value.detach(), on_epoch=True, prog_bar=name == "loss", batch_size=len(images))
+        return {"loss": terms["loss"]}
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Predict on validation images (for thresholds)."""
+        del args, kwargs
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    # ------------------------------------------------------------------ calibration
+    def on_validation_epoch_start(self) -> None:
+        """Fix prompts, prototypes and map scales for the weights just trained."""
+        if self._needs_calibration or not self.model.is_calibrated:
+            self.calibrate()
+
+    def on_test_start(self) -> None:
+        """Calibrate a model that was trained but never validated."""
+        self._ensure_calibrated()
+
+    def on_predict_start(self) -> None:
+        """Calibrate a model that was trained but never validated."""
+        self._ensure_calibrated()
+
+    def _ensure_calibrated(self) -> None:
+        if self._needs_calibration or not self.model.is_calibrated:
+            self.calibrate()
+
+    @torch.no_grad()
+    def calibrate(self, dataset: Any = None) -> None:  # noqa: ANN401 - any anomalib dataset
+        """Fit the inference buffers from normal training images.
+
+        1. Category prototypes: mean global descriptor of each category's training images.
+        2. Normal image prompt: per category, the training image closest to its prototype (a medoid,
+           so the prompt is a real normal image and the choice is deterministic).
+        3. Map scale: per category, the mean ``map_scale_quantile`` of the distance maps of up to
+           ``calibration_images`` other training images.
+
+        Args:
+            dataset: Dataset of normal training images; default ``trainer.datamodule.train_data``.
+        """
+        if dataset is None:
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            dataset = getattr(datamodule, "train_data", None)
+        if dataset is None:
+            msg = (
+                "PromptMAD must be calibrated on its normal training images after training; no training "
+                "dataset is available. Run fit first (or pass `dataset=` to calibrate())."
+            )
+            raise RuntimeError(msg)
+        assert self.categories is not None  # noqa: S101 - resolved in setup
+        was_training = self.model.training
+        self.model.eval()
+        resize = self.pre_processor.transform if isinstance(self.pre_processor, PreProcessor) else None
+        loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
+        descriptors, labels, images_by_category = [], [], {}
+        for batch in tqdm(loader, desc="PromptMAD calibration (prototypes)", leave=False):
+            images = (resize(batch.image) if resize else batch.image).to(self.device)
+            category = self.category_indices(batch.image_path)
+            _, features = self.model.extract(images)
+            descriptors.append(self.model.descriptor(features))
+            labels.append(category)
+            for image, label in zip(images, category.tolist(), strict=True):
+                kept = images_by_category.setdefault(label, [])
+                if len(kept) <= self.calibration_images:
+                    kept.append(image)
+        descriptor = torch.cat(descriptors)
+        label = torch.cat(labels)
+        missing = [name for position, name in enumerate(self.categories) if not (label == position).any()]
+        if missing:
+            msg = f"no normal training images found for categories {missing}; cannot calibrate PromptMAD"
+            raise RuntimeError(msg)
+        prototypes = torch.stack([descriptor[label == k].mean(0) for k in range(len(self.categories))])
+        self.model.set_prototypes(prototypes)
+        prompts = []
+        for k in range(len(self.categories)):
+            members = torch.nonzero(label == k).flatten()
+            medoid = members[(descriptor[members] @ self.model.prototypes[k]).argmax()]
+            item = dataset[int(medoid)]
+            image = item.image.unsqueeze(0)
+            prompts.append((resize(image) if resize else image).squeeze(0))
+        self.model.set_prompt_images(torch.stack(prompts).to(self.device))
+        scales = []
+        for k in range(len(self.categories)):
+            images = torch.stack(images_by_category[k][: self.calibration_images])
+            scales.append(self.model.distance_quantile(images, self.map_scale_quantile).mean())
+        self.model.set_map_scale(torch.stack(scales))
+        self.model.train(was_training)
+        self._needs_calibration = False
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save with the category names (hyper-parameters) so the model reloads without a datamodule."""
+        super().on_save_checkpoint(checkpoint)
+        if self.categories is not None:
+            checkpoint.setdefault("hyper_parameters", {})["categories"] = list(self.categories)
+
+    def configure_callbacks(self) -> Sequence[Callback] | Callback:
+        """Per-category test metrics, then anomalib's callbacks.
+
+        The metrics callback comes first so that it sees the model's raw scores before the
+        post-processor normalises them in place.
+        """
+        callbacks = super().configure_callbacks()
+        callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
+        return [PerCategoryMetrics(), *callbacks]

@@ -1,0 +1,352 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""PromptMAD torch network: backbone -> prompts -> reconstruction -> segmentor -> anomaly map.
+
+Inference takes an image batch only. The category of each image is inferred inside ``forward`` (nearest
+class prototype of pooled backbone features); its fixed normal image prompt (encoded once after
+training), text tokens and map scale are then gathered from buffers, so the exported graph needs no
+label, no text encoder and no random choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib.data import InferenceBatch
+from anomalib.models.components.base.dynamic_buffer import DynamicBufferMixin
+from torch import nn
+
+from anomalib_promptmad.anomaly_map import AnomalyMapGenerator
+from anomalib_promptmad.backbone import MultiScaleFeatureExtractor
+from anomalib_promptmad.prompts.text_tokens import TextTokens
+from anomalib_promptmad.reconstruction import FeatureTokenizer, PromptReconstructor
+from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
+
+__all__ = ["PromptMADModel", "TrainingOutput"]
+
+TOKEN_STRIDE = 16
+
+TrainingOutput = dict[str, torch.Tensor]
+
+
+class PromptMADModel(DynamicBufferMixin):
+    """PromptMAD network.
+
+    Args:
+        image_size: Training image size ``(H, W)``; multiples of 16.
+        backbone: timm backbone name (frozen).
+        layers: Backbone levels to use (OneNIP: strides 2, 4, 8, 16).
+        backbone_weights: ``"auto"``, ``"packaged"``, ``"timm"``, ``"none"`` or a local weights path.
+        hidden_dim: Transformer width.
+        num_heads: Attention heads.
+        num_encoder_layers: Encoder depth.
+        num_decoder_layers: Two-way decoder depth.
+        dim_feedforward: FFN width.
+        dropout: Dropout probability.
+        neighbour_size: Blocked attention window; ``None`` = OneNIP's ``grid // 2``.
+        jitter_scale: Feature-jitter scale (training); 0 disables it.
+        jitter_probability: Chance of jitter per step.
+        use_text_prompts: Fuse class text tokens into the prompt stream, decoder, segmentor and diffusion.
+        use_segmentor: PromptMAD's text-guided segmentor; ``False`` uses OneNIP's refiner.
+        diffusion_steps: Diffusion refinement steps; 0 disables the refinement.
+        diffusion_beta_range: ``(beta_start, beta_end)`` of the linear schedule.
+        segmentor_dim: Segmentor width at stride 16.
+        segmentation_weight: Weight of the pixel-head probability in the anomaly map.
+        score_pool_size: Average-pool window of the image score.
+        prompt_bank_size: Recent normal images kept per category to draw training prompts from.
+    """
+
+    def __init__(
+        self,
+        image_size: tuple[int, int] = (256, 256),
+        backbone: str = "tf_efficientnet_lite2",
+        layers: Sequence[int] = (0, 1, 2, 3),
+        backbone_weights: str = "auto",
+        hidden_dim: int = 256,
+        num_heads: int = 8,
+        num_encoder_layers: int = 4,
+        num_decoder_layers: int = 4,
+        dim_feedforward: int = 1024,
+        dropout: float = 0.1,
+        neighbour_size: tuple[int, int] | None = None,
+        jitter_scale: float = 20.0,
+        jitter_probability: float = 1.0,
+        use_text_prompts: bool = True,
+        use_segmentor: bool = True,
+        diffusion_steps: int = 10,
+        diffusion_beta_range: tuple[float, float] = (1e-3, 0.5),
+        segmentor_dim: int = 128,
+        segmentation_weight: float = 0.5,
+        score_pool_size: int = 16,
+        prompt_bank_size: int = 16,
+    ) -> None:
+        super().__init__()
+        image_size = (int(image_size[0]), int(image_size[1]))
+        if image_size[0] % TOKEN_STRIDE or image_size[1] % TOKEN_STRIDE:
+            msg = f"image_size must be a multiple of {TOKEN_STRIDE} in both sides, got {image_size}"
+            raise ValueError(msg)
+        if diffusion_steps and not use_segmentor:
+            msg = "diffusion refinement refines the segmentor's logits: set use_segmentor=True or diffusion_steps=0"
+            raise ValueError(msg)
+        self.image_size = image_size
+        self.grid_size = (image_size[0] // TOKEN_STRIDE, image_size[1] // TOKEN_STRIDE)
+        self.prompt_bank_size = prompt_bank_size
+
+        self.backbone = MultiScaleFeatureExtractor(backbone, layers=layers, weights=backbone_weights)
+        self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
+        self.tokenizer = FeatureTokenizer(self.backbone.out_channels, self.backbone.strides, TOKEN_STRIDE)
+        feature_channels = self.tokenizer.out_channels
+
+        self.text_tokens = TextTokens(hidden_dim) if use_text_prompts else None
+        text_dim = hidden_dim if use_text_prompts else None
+        self.reconstructor = PromptReconstructor(
+            feature_channels,
+            self.grid_size,
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            num_encoder_layers=num_encoder_layers,
+            num_decoder_layers=num_decoder_layers,
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            neighbour_size=neighbour_size,
+            jitter_scale=jitter_scale,
+            jitter_probability=jitter_probability,
+            use_text=use_text_prompts,
+        )
+        self.refiner: ResidualRefiner | None = None
+        self.segmentor: TextGuidedSegmentor | None = None
+        self.diffusion: DiffusionRefinement | None = None
+        if use_segmentor:
+            self._skip_levels = [self._level_closest_to(stride) for stride in (8, 4)]
+            self.segmentor = TextGuidedSegmentor(
+                feature_channels,
+                [self.backbone.out_channels[index] for index in self._skip_levels],
+                text_dim,
+                dim=segmentor_dim,
+            )
+            if diffusion_steps:
+                self.diffusion = DiffusionRefinement(
+                    self.segmentor.out_channels,
+                    steps=diffusion_steps,
+                    beta_start=diffusion_beta_range[0],
+                    beta_end=diffusion_beta_range[1],
+                    text_dim=text_dim,
+                )
+        else:
+            self.refiner = ResidualRefiner(feature_channels)
+        self.anomaly_map = AnomalyMapGenerator(segmentation_weight, score_pool_size)
+
+        # Fitted after training from normal training images (see PromptMAD's calibration); resized on load.
+        self.register_buffer("prototypes", torch.empty(0))  # (K, C) L2-normalised mean descriptors
+        self.register_buffer("prompt_features", torch.empty(0))  # (K, C, h, w) the fixed normal prompts
+        self.register_buffer("prompt_memory", torch.empty(0))  # (K, N, D) encoded prompt streams
+        self.register_buffer("map_scale", torch.empty(0))  # (K,) distance scale per category
+        self.prototypes: torch.Tensor
+        self.prompt_features: torch.Tensor
+        self.prompt_memory: torch.Tensor
+        self.map_scale: torch.Tensor
+        self._prompt_bank: dict[int, list[torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ features
+    def _level_closest_to(self, stride: int) -> int:
+        return min(range(len(self.backbone.strides)), key=lambda index: abs(self.backbone.strides[index] - stride))
+
+    def extract(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Frozen backbone features.
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1].
+
+        Returns:
+            ``(levels, features)``: the backbone maps and the ``(B, C, H/16, W/16)`` stride-aligned map.
+        """
+        with torch.no_grad():
+            levels = self.backbone((images - self.pixel_mean) / self.pixel_std)
+            features = self.tokenizer(levels, (images.shape[-2] // TOKEN_STRIDE, images.shape[-1] // TOKEN_STRIDE))
+        return levels, features
+
+    @staticmethod
+    def descriptor(features: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w)`` -> ``(B, C)`` L2-normalised global descriptor used to identify the category."""
+        return F.normalize(features.mean(dim=(2, 3)), dim=1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Nearest class prototype (cosine) of each image: ``(B, C, h, w)`` -> ``(B,)`` category indices."""
+        return (self.descriptor(features) @ self.prototypes.T).argmax(dim=1)
+
+    # ------------------------------------------------------------------ calibration
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether prototypes, prompts and map scales have been fitted."""
+        return self.prompt_memory.numel() > 0 and self.map_scale.numel() > 0 and self.prototypes.numel() > 0
+
+    @property
+    def num_categories(self) -> int:
+        """Number of categories the calibration buffers hold."""
+        return int(self.prototypes.shape[0]) if self.prototypes.numel() else 0
+
+    def set_text_embeddings(self, embeddings: torch.Tensor) -> None:
+        """Set ``(K, 2, E)`` class text embeddings (no-op when text prompts are off)."""
+        if self.text_tokens is not None:
+            self.text_tokens.set_embeddings(embeddings)
+
+    def set_prototypes(self, prototypes: torch.Tensor) -> None:
+        """Set ``(K, C)`` category prototypes (normalised here)."""
+        self.prototypes = F.normalize(prototypes.to(self.pixel_mean.device, torch.float32), dim=1)
+
+    def set_prompt_images(self, images: torch.Tensor) -> None:
+        """Fix one normal image prompt per category and encode it.
+
+        Args:
+            images: ``(K, 3, H, W)`` in [0, 1], row ``k`` a normal image of category ``k``.
+        """
+        _, features = self.extract(images.to(self.pixel_mean.device))
+        self.prompt_features = features
+        self.refresh_prompt_memory()
+
+    @torch.no_grad()
+    def refresh_prompt_memory(self) -> None:
+        """Re-encode the fixed prompts with the current weights (after every training phase)."""
+        was_training = self.training
+        self.eval()
+        categories = torch.arange(self.prompt_features.shape[0], device=self.prompt_features.device)
+        normal_text = self.text_tokens(categories)[:, 0] if self.text_tokens is not None else None
+        self.prompt_memory = self.reconstructor.prompt_stream(self.prompt_features, normal_text)
+        self.train(was_training)
+
+    def set_map_scale(self, scale: torch.Tensor) -> None:
+        """Set the ``(K,)`` per-category distance scale."""
+        self.map_scale = scale.to(self.pixel_mean.device, torch.float32).clamp_min(1e-6)
+
+    # ------------------------------------------------------------------ heads
+    def _reconstruct(
+        self,
+        prompt: torch.Tensor,
+        features: torch.Tensor,
+        text: torch.Tensor | None,
+    ) -> torch.Tensor:
+        query = self.reconstructor.encode(features)
+        return self.reconstructor.decode(prompt, query, (features.shape[-2], features.shape[-1]), text)
+
+    def _pixel_logits(
+        self,
+        reconstruction: torch.Tensor,
+        features: torch.Tensor,
+        levels: Sequence[torch.Tensor],
+        text: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Returns ``(final_logits, coarse_logits, condition)``; the last two only with the segmentor."""
+        residual = (reconstruction - features).abs()
+        if self.segmentor is None:
+            assert self.refiner is not None  # noqa: S101 - one of the two heads always exists
+            return self.refiner(residual), None, None
+        skips = [levels[index] for index in self._skip_levels]
+        condition, coarse = self.segmentor(residual, features, skips, text)
+        refined = self.diffusion(coarse, condition, text) if self.diffusion is not None and not self.training else coarse
+        return refined, coarse, condition
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, images: torch.Tensor) -> InferenceBatch:
+        """Score images.
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1] (the pre-processor only resizes).
+
+        Returns:
+            ``InferenceBatch`` with ``pred_score`` ``(B,)`` and ``anomaly_map`` ``(B, 1, H, W)``, both in [0, 1).
+        """
+        if not self.is_calibrated:
+            msg = (
+                "PromptMAD is not calibrated: its normal image prompts, class prototypes and map scales are "
+                "fitted from normal training images at the end of training. Train it first, or load a trained "
+                "checkpoint."
+            )
+            raise RuntimeError(msg)
+        levels, features = self.extract(images)
+        category = self.classify(features)
+        text = self.text_tokens(category) if self.text_tokens is not None else None
+        reconstruction = self._reconstruct(self.prompt_memory[category], features, text)
+        logits, _, _ = self._pixel_logits(reconstruction, features, levels, text)
+        distance = torch.linalg.vector_norm(reconstruction - features, dim=1, keepdim=True)
+        anomaly_map, score = self.anomaly_map(distance, self.map_scale[category], logits, images.shape[-2:])
+        return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
+
+    @torch.no_grad()
+    def distance_quantile(self, images: torch.Tensor, quantile: float) -> torch.Tensor:
+        """Per-image ``quantile`` of the reconstruction distance map (eval mode): ``(B,)``.
+
+        Used after training to scale the distance map of each category.
+        """
+        _, features = self.extract(images)
+        category = self.classify(features)
+        text = self.text_tokens(category) if self.text_tokens is not None else None
+        reconstruction = self._reconstruct(self.prompt_memory[category], features, text)
+        distance = torch.linalg.vector_norm(reconstruction - features, dim=1)
+        return torch.quantile(distance.flatten(1), quantile, dim=1)
+
+    # ------------------------------------------------------------------ training
+    def _draw_prompts(self, features: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """One normal prompt per sample: a recent normal image of the same category (never itself).
+
+        Falls back to another image of the same category in the batch, then to the image itself, only
+        before the bank holds anything for that category (the first steps).
+        """
+        prompts = []
+        for index, (feature, label) in enumerate(zip(features, category.tolist(), strict=True)):
+            bank = self._prompt_bank.get(label)
+            if bank:
+                prompts.append(bank[int(torch.randint(len(bank), ()))])
+                continue
+            partners = [other for other, value in enumerate(category.tolist()) if value == label and other != index]
+            prompts.append(features[partners[int(torch.randint(len(partners), ()))]] if partners else feature)
+        for feature, label in zip(features, category.tolist(), strict=True):
+            bank = self._prompt_bank.setdefault(label, [])
+            bank.append(feature.detach())
+            if len(bank) > self.prompt_bank_size:
+                bank.pop(0)
+        return torch.stack(prompts)
+
+    def training_outputs(
+        self,
+        images: torch.Tensor,
+        anomalous_images: torch.Tensor,
+        masks: torch.Tensor,
+        category: torch.Tensor,
+    ) -> TrainingOutput:
+        """Everything the loss needs for one training batch.
+
+        Args:
+            images: ``(B, 3, H, W)`` normal images in [0, 1].
+            anomalous_images: ``(B, 3, H, W)`` the same images with synthetic anomalies.
+            masks: ``(B, 1, H, W)`` synthetic anomaly masks.
+            category: ``(B,)`` category indices (known in training).
+
+        Returns:
+            Dict with ``reconstruction`` and ``target`` ``(2B, C, h, w)``, ``mask`` ``(2B, 1, H, W)``
+            (normal images first) and, with a pixel head, ``logits_coarse`` / ``logits_refined``
+            ``(2B, 1, H/4, W/4)``.
+        """
+        batch = images.shape[0]
+        levels, features = self.extract(torch.cat([images, anomalous_images]))
+        clean = features[:batch]
+        prompt_features = self._draw_prompts(clean, category)
+        text = self.text_tokens(category) if self.text_tokens is not None else None
+        prompt = self.reconstructor.prompt_stream(prompt_features, text[:, 0] if text is not None else None)
+        text2 = torch.cat([text, text]) if text is not None else None
+        reconstruction = self._reconstruct(torch.cat([prompt, prompt]), features, text2)
+        mask = torch.cat([torch.zeros_like(masks), masks])
+        logits, coarse, condition = self._pixel_logits(reconstruction, features, levels, text2)
+        outputs: TrainingOutput = {
+            "reconstruction": reconstruction,
+            "target": torch.cat([clean, clean]),
+            "mask": mask,
+            "logits_coarse": coarse if coarse is not None else logits,
+        }
+        if self.diffusion is not None and coarse is not None and condition is not None:
+            small_mask = F.adaptive_avg_pool2d(mask, coarse.shape[-2:])
+            outputs["logits_refined"] = self.diffusion.training_logits(small_mask, condition, coarse.detach(), text2)
+        return outputs

@@ -1,0 +1,141 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Unit tests of the network stages: shapes, masks, determinism, gradient flow."""
+
+from __future__ import annotations
+
+import torch
+
+from anomalib_promptmad.anomaly_map import AnomalyMapGenerator
+from anomalib_promptmad.losses import PromptMADLoss, dice_loss
+from anomalib_promptmad.reconstruction import FeatureTokenizer, PromptReconstructor, neighbour_mask
+from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
+
+
+def test_neighbour_mask_blocks_exactly_the_local_window() -> None:
+    mask = neighbour_mask((5, 6), (3, 3))
+    assert mask.shape == (30, 30)
+    centre = 2 * 6 + 3  # token (2, 3)
+    blocked = mask[centre].view(5, 6).nonzero().tolist()
+    assert sorted(blocked) == sorted([y, x] for y in (1, 2, 3) for x in (2, 3, 4))
+    # corner token: window clipped at the border
+    assert mask[0].view(5, 6).sum() == 4
+
+
+def test_tokenizer_aligns_levels_to_stride_16() -> None:
+    tokenizer = FeatureTokenizer([4, 8, 16], [4, 8, 16])
+    levels = [torch.randn(2, 4, 16, 16), torch.randn(2, 8, 8, 8), torch.randn(2, 16, 4, 4)]
+    out = tokenizer(levels, (4, 4))
+    assert out.shape == (2, 28, 4, 4)
+    assert torch.equal(out[:, 12:], levels[2])
+
+
+def _reconstructor(use_text: bool = True) -> PromptReconstructor:
+    return PromptReconstructor(12, (4, 4), hidden_dim=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=2,
+                               dim_feedforward=32, use_text=use_text)
+
+
+def test_reconstructor_shapes_and_two_way_gradients() -> None:
+    model = _reconstructor()
+    features = torch.randn(3, 12, 4, 4)
+    prompt = model.prompt_stream(torch.randn(3, 12, 4, 4), torch.randn(3, 16))
+    reconstruction = model.decode(prompt, model.encode(features), (4, 4), torch.randn(3, 2, 16))
+    assert reconstruction.shape == features.shape
+    reconstruction.square().mean().backward()
+    # the image->prompt attention of every layer but the last feeds the next layer's prompt update; the
+    # reference code discards it, so check that it receives a gradient here
+    first_layer = model.decoder.layers[0]
+    assert first_layer.image_to_prompt.in_proj_weight.grad is not None
+    assert first_layer.image_to_prompt.in_proj_weight.grad.abs().sum() > 0
+    assert first_layer.prompt_to_text.in_proj_weight.grad.abs().sum() > 0
+    assert model.text_to_prompt.weight.grad.abs().sum() > 0
+
+
+def test_reconstructor_without_text_has_no_text_parameters() -> None:
+    model = _reconstructor(use_text=False)
+    assert model.text_to_prompt is None
+    assert all(layer.prompt_to_text is None for layer in model.decoder.layers)
+    assert not any("text" in name for name, _ in model.named_parameters())
+
+
+def test_reconstructor_serves_other_grid_sizes() -> None:
+    model = _reconstructor().eval()
+    features = torch.randn(1, 12, 6, 6)
+    prompt = model.prompt_stream(torch.randn(1, 12, 6, 6), None)
+    assert model.decode(prompt, model.encode(features), (6, 6), None).shape == (1, 12, 6, 6)
+
+
+def test_feature_jitter_only_in_training() -> None:
+    model = _reconstructor()
+    features = torch.randn(1, 12, 4, 4)
+    model.eval()
+    assert torch.equal(model.encode(features), model.encode(features))
+    model.train()
+    torch.manual_seed(0)
+    first = model.encode(features)
+    torch.manual_seed(1)
+    assert not torch.allclose(first, model.encode(features))
+
+
+def test_refiner_and_segmentor_output_stride_4() -> None:
+    residual = torch.randn(2, 12, 4, 4)
+    assert ResidualRefiner(12, 8)(residual).shape == (2, 1, 16, 16)
+    segmentor = TextGuidedSegmentor(12, [6, 5], text_dim=16, dim=8, num_heads=2, decoder_channels=(8, 4))
+    condition, logits = segmentor(residual, torch.randn(2, 12, 4, 4),
+                                  [torch.randn(2, 6, 8, 8), torch.randn(2, 5, 16, 16)], torch.randn(2, 2, 16))
+    assert condition.shape == (2, 4, 16, 16)
+    assert logits.shape == (2, 1, 16, 16)
+
+
+def test_diffusion_refinement_is_deterministic_and_uses_text() -> None:
+    torch.manual_seed(0)
+    diffusion = DiffusionRefinement(4, steps=10, text_dim=6).eval()
+    torch.nn.init.normal_(diffusion.time_embedding.weight, std=0.5)
+    coarse, condition, text = torch.randn(2, 1, 8, 8), torch.randn(2, 4, 8, 8), torch.randn(2, 2, 6)
+    first = diffusion(coarse, condition, text)
+    assert first.shape == (2, 1, 8, 8)
+    assert torch.equal(first, diffusion(coarse, condition, text))
+    assert not torch.allclose(first, diffusion(coarse, condition, torch.randn(2, 2, 6)))
+    # the schedule ends close to pure noise
+    assert diffusion.alphas_cumprod[-1] < 0.1
+    assert diffusion.alphas_cumprod[0] > 0.99
+
+
+def test_diffusion_steps_run_the_denoiser_steps_times() -> None:
+    diffusion = DiffusionRefinement(4, steps=7).eval()
+    calls = []
+    original = diffusion.denoise
+    diffusion.denoise = lambda *args: calls.append(1) or original(*args)  # type: ignore[method-assign]
+    diffusion(torch.randn(1, 1, 8, 8), torch.randn(1, 4, 8, 8), None)
+    assert len(calls) == 7
+
+
+def test_anomaly_map_in_unit_interval_and_order_preserving() -> None:
+    generator = AnomalyMapGenerator(segmentation_weight=0.5, pool_size=4)
+    distance = torch.rand(2, 1, 4, 4) * 50
+    anomaly_map, score = generator(distance, torch.tensor([10.0, 20.0]), torch.randn(2, 1, 16, 16), (32, 32))
+    assert anomaly_map.shape == (2, 1, 32, 32)
+    assert score.shape == (2,)
+    assert anomaly_map.min() >= 0
+    assert anomaly_map.max() < 1
+    # distances only: the map ranks pixels exactly as the (upsampled) distances do
+    plain, _ = AnomalyMapGenerator(0.0, 4)(distance, torch.ones(2), None, (4, 4))
+    assert torch.equal(plain.flatten().argsort(), distance.flatten().argsort())
+
+
+def test_losses_and_weights() -> None:
+    reconstruction, target = torch.randn(2, 4, 2, 2), torch.randn(2, 4, 2, 2)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[1, :, 2:5, 2:5] = 1
+    logits = torch.randn(2, 1, 4, 4)
+    terms = PromptMADLoss(reconstruction_weight=1.0, focal_weight=0.0, dice_weight=0.5)(
+        reconstruction, target, [logits], mask,
+    )
+    assert torch.allclose(terms["loss"], terms["reconstruction"] + 0.5 * terms["dice"])
+    only_reconstruction = PromptMADLoss()(reconstruction, target, [], mask)
+    assert set(only_reconstruction) == {"reconstruction", "loss"}
+    # a perfect prediction has (almost) no Dice loss, an inverted one has a large one
+    perfect = torch.where(mask > 0, 20.0, -20.0)
+    assert dice_loss(perfect, mask) < 0.05
+    assert dice_loss(-perfect, mask) > 0.9
