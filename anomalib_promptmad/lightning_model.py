@@ -332,7 +332,18 @@ class PromptMAD(AnomalibModule):
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Predict on validation images (for thresholds)."""
         del args, kwargs
-        predictions = self.model(batch.image)
+        return self._predict_batch(batch, "val")
+
+    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Predict on test images and track how often the inferred category is right."""
+        del args, kwargs
+        return self._predict_batch(batch, "test")
+
+    def _predict_batch(self, batch: Batch, stage: str) -> Batch:
+        predictions, category = self.model.predict_with_category(batch.image)
+        if self.categories and len(self.categories) > 1:
+            correct = (category == self.category_indices(batch.image_path)).float()
+            self.log(f"{stage}_category_accuracy", correct.mean(), on_step=False, on_epoch=True, batch_size=len(correct))
         return batch.update(**predictions._asdict())
 
     # ------------------------------------------------------------------ calibration

@@ -259,6 +259,10 @@ class PromptMADModel(DynamicBufferMixin):
         Returns:
             ``InferenceBatch`` with ``pred_score`` ``(B,)`` and ``anomaly_map`` ``(B, 1, H, W)``, both in [0, 1).
         """
+        return self.predict_with_category(images)[0]
+
+    def predict_with_category(self, images: torch.Tensor) -> tuple[InferenceBatch, torch.Tensor]:
+        """Score images and return the category inferred for each: ``(InferenceBatch, (B,) indices)``."""
         if not self.is_calibrated:
             msg = (
                 "PromptMAD is not calibrated: its normal image prompts, class prototypes and map scales are "
@@ -273,7 +277,7 @@ class PromptMADModel(DynamicBufferMixin):
         logits, _, _ = self._pixel_logits(reconstruction, features, levels, text)
         distance = torch.linalg.vector_norm(reconstruction - features, dim=1, keepdim=True)
         anomaly_map, score = self.anomaly_map(distance, self.map_scale[category], logits, images.shape[-2:])
-        return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
+        return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
 
     @torch.no_grad()
     def distance_quantile(self, images: torch.Tensor, quantile: float) -> torch.Tensor:
