@@ -62,6 +62,8 @@ class AnomalyMapGenerator(nn.Module):
                 F.interpolate(pixel_logits, size=image_size, mode="bilinear", align_corners=False),
             )
             fused = (1 - self.segmentation_weight) * fused + self.segmentation_weight * probability
-        pooled = F.avg_pool2d(fused, min(self.pool_size, image_size[0], image_size[1]), stride=1)
+        window = min(self.pool_size, image_size[0], image_size[1])
+        # separable box filter: the same mean as a window x window average pool, in O(2 window) per pixel
+        pooled = F.avg_pool2d(F.avg_pool2d(fused, (window, 1), stride=1), (1, window), stride=1)
         score = pooled.flatten(1).amax(dim=1)
         return fused / (1 + fused), score / (1 + score)

@@ -22,7 +22,7 @@ import sys
 import warnings
 from types import ModuleType
 
-__all__ = ["install", "register"]
+__all__ = ["install", "publish", "register"]
 
 _TRIGGER_MODULE = "anomalib.models"
 
@@ -34,11 +34,35 @@ _REGISTRATIONS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def publish(cls: type, namespace: str) -> None:
+    """Make ``cls`` an attribute (and an ``__all__`` entry) of the anomalib module ``namespace``."""
+    target = sys.modules[namespace] if namespace in sys.modules else importlib.import_module(namespace)
+    setattr(target, cls.__name__, cls)
+    public = getattr(target, "__all__", None)
+    if isinstance(public, list) and cls.__name__ not in public:
+        public.append(cls.__name__)
+
+
+def _package_is_importing() -> bool:
+    """Whether one of our modules is half-imported (anomalib was imported *by* our own code).
+
+    Registering then would import that module circularly; instead each registered module publishes
+    itself at the end of its own import.
+    """
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if name.startswith("anomalib_promptmad.") and name != __name__
+    )
+
+
 def register() -> None:
     """Import PromptMAD and the multi-class datamodules and publish them in anomalib's namespaces.
 
     Safe to call more than once. A failure is reported as a warning and never breaks anomalib itself.
     """
+    if _package_is_importing():
+        return
     for module_name, class_name, namespace in _REGISTRATIONS:
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
@@ -50,11 +74,7 @@ def register() -> None:
                 stacklevel=2,
             )
             continue
-        target = sys.modules[namespace] if namespace in sys.modules else importlib.import_module(namespace)
-        setattr(target, class_name, cls)
-        public = getattr(target, "__all__", None)
-        if isinstance(public, list) and class_name not in public:
-            public.append(class_name)
+        publish(cls, namespace)
 
 
 class _RegisteringLoader(importlib.abc.Loader):

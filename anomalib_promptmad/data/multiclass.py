@@ -60,6 +60,7 @@ from torchvision.transforms.v2 import Transform
 
 from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+from anomalib_promptmad.registration import publish
 
 __all__ = ["MultiClassDataModule", "MultiClassDataset", "MultiClassFolder", "MultiClassMVTecAD"]
 
@@ -630,3 +631,8 @@ def _as_patterns(value: str | Sequence[str] | None) -> list[str]:
     if isinstance(value, str | Path):
         return [str(value)]
     return [str(v) for v in value]
+
+
+# Short names for the stock CLI (``--data MultiClassMVTecAD``), also when anomalib was imported by our own code.
+publish(MultiClassMVTecAD, "anomalib.data")
+publish(MultiClassFolder, "anomalib.data")

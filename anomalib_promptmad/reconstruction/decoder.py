@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from anomalib_promptmad.prompts.text_attention import TextCrossAttention
+
 __all__ = ["TwoWayDecoder", "TwoWayDecoderLayer"]
 
 
@@ -35,9 +37,7 @@ class TwoWayDecoderLayer(nn.Module):
     def __init__(self, dim: int, num_heads: int, dim_feedforward: int, dropout: float, use_text: bool) -> None:
         super().__init__()
         self.prompt_to_image = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
-        self.prompt_to_text = (
-            nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True) if use_text else None
-        )
+        self.prompt_to_text = TextCrossAttention(dim, dim) if use_text else None
         self.mlp = nn.Sequential(nn.Linear(dim, dim_feedforward), nn.ReLU(inplace=True), nn.Linear(dim_feedforward, dim))
         self.image_to_prompt = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.norm_prompt_image = nn.LayerNorm(dim)
@@ -69,8 +69,7 @@ class TwoWayDecoderLayer(nn.Module):
         attended, _ = self.prompt_to_image(prompt + pos, image + pos, image, attn_mask=mask, need_weights=False)
         prompt = self.norm_prompt_image(prompt + self.dropout(attended))
         if self.prompt_to_text is not None and self.norm_prompt_text is not None and text is not None:
-            attended, _ = self.prompt_to_text(prompt + pos, text, text, need_weights=False)
-            prompt = self.norm_prompt_text(prompt + self.dropout(attended))
+            prompt = self.norm_prompt_text(prompt + self.dropout(self.prompt_to_text(prompt + pos, text)))
         prompt = self.norm_mlp(prompt + self.dropout(self.mlp(prompt)))
         attended, _ = self.image_to_prompt(image + pos, prompt + pos, prompt, attn_mask=mask, need_weights=False)
         image = self.norm_image(image + self.dropout(attended))

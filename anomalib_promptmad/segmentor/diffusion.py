@@ -38,6 +38,7 @@ class DiffusionRefinement(nn.Module):
 
     Args:
         channels: Width of the conditioning features (the segmentor's stride-4 map).
+        hidden_channels: Width of the denoiser (every step runs at this width).
         steps: Number of diffusion steps ``T``.
         beta_start: First beta of the linear schedule.
         beta_end: Last beta of the linear schedule.
@@ -47,6 +48,7 @@ class DiffusionRefinement(nn.Module):
     def __init__(
         self,
         channels: int,
+        hidden_channels: int = 16,
         steps: int = 10,
         beta_start: float = 1e-3,
         beta_end: float = 0.5,
@@ -57,11 +59,17 @@ class DiffusionRefinement(nn.Module):
         alphas_cumprod = torch.cumprod(1.0 - linear_beta_schedule(steps, beta_start, beta_end), dim=0)
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
         self.alphas_cumprod: torch.Tensor
-        self.time_embedding = nn.Embedding(steps, 2 * channels)
-        self.text_film = nn.Linear(2 * text_dim, 2 * channels) if text_dim else None
-        self.conv_in = nn.Conv2d(channels + 2, channels, 3, padding=1)
-        self.conv_mid = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv_out = nn.Conv2d(channels, 1, 1)
+        self.time_embedding = nn.Embedding(steps, 2 * hidden_channels)
+        self.text_film = nn.Linear(2 * text_dim, 2 * hidden_channels) if text_dim else None
+        # the conditioning is the same at every step: it is projected once per image, and each step only
+        # pays for the cheap state projection and a depthwise-separable mixer
+        self.condition_proj = nn.Conv2d(channels, hidden_channels, 3, padding=1)
+        self.state_proj = nn.Conv2d(2, hidden_channels, 3, padding=1)
+        self.mixer = nn.Sequential(
+            nn.Conv2d(hidden_channels, hidden_channels, 3, padding=1, groups=hidden_channels),
+            nn.Conv2d(hidden_channels, hidden_channels, 1),
+        )
+        self.conv_out = nn.Conv2d(hidden_channels, 1, 1)
         self.activation = nn.SiLU()
         nn.init.zeros_(self.time_embedding.weight)
 
@@ -77,8 +85,8 @@ class DiffusionRefinement(nn.Module):
 
         Args:
             noisy: ``(B, 1, H, W)`` ``x_t``.
-            timestep_embedding: ``(B, 2C)`` or ``(1, 2C)`` rows of :attr:`time_embedding`.
-            condition: ``(B, C, H, W)`` segmentor features.
+            timestep_embedding: ``(B, 2 hidden)`` or ``(1, 2 hidden)`` rows of :attr:`time_embedding`.
+            condition: ``(B, hidden, H, W)`` projected conditioning (:attr:`condition_proj` of the segmentor features).
             coarse_logits: ``(B, 1, H, W)`` segmentor logits.
             text: ``(B, T=2, D)`` text tokens or ``None``.
 
@@ -89,9 +97,9 @@ class DiffusionRefinement(nn.Module):
         if self.text_film is not None and text is not None:
             film = film + self.text_film(text.flatten(1))
         scale, shift = film.unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
-        hidden = self.conv_in(torch.cat([noisy, coarse_logits, condition], dim=1))
+        hidden = condition + self.state_proj(torch.cat([noisy, coarse_logits], dim=1))
         hidden = self.activation(hidden * (1 + scale) + shift)
-        hidden = self.activation(self.conv_mid(hidden)) + hidden
+        hidden = self.activation(self.mixer(hidden)) + hidden
         return self.conv_out(hidden) + coarse_logits
 
     def training_logits(
@@ -117,7 +125,7 @@ class DiffusionRefinement(nn.Module):
         abar = self.alphas_cumprod[timestep].view(batch, 1, 1, 1)
         clean = 2 * mask - 1
         noisy = abar.sqrt() * clean + (1 - abar).sqrt() * torch.randn_like(clean)
-        return self.denoise(noisy, self.time_embedding(timestep), condition, coarse_logits, text)
+        return self.denoise(noisy, self.time_embedding(timestep), self.condition_proj(condition), coarse_logits, text)
 
     def forward(self, coarse_logits: torch.Tensor, condition: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
         """Deterministic DDIM refinement.
@@ -131,6 +139,7 @@ class DiffusionRefinement(nn.Module):
             ``(B, 1, H, W)`` refined logits.
         """
         abar = self.alphas_cumprod
+        condition = self.condition_proj(condition)
         state = abar[-1].sqrt() * torch.tanh(coarse_logits / 2)
         logits = coarse_logits
         for step in range(self.steps - 1, -1, -1):

@@ -48,7 +48,7 @@ def test_reconstructor_shapes_and_two_way_gradients() -> None:
     first_layer = model.decoder.layers[0]
     assert first_layer.image_to_prompt.in_proj_weight.grad is not None
     assert first_layer.image_to_prompt.in_proj_weight.grad.abs().sum() > 0
-    assert first_layer.prompt_to_text.in_proj_weight.grad.abs().sum() > 0
+    assert first_layer.prompt_to_text.query.weight.grad.abs().sum() > 0
     assert model.text_to_prompt.weight.grad.abs().sum() > 0
 
 

@@ -1,0 +1,103 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Inference throughput and peak memory of PromptMAD vs the same network in OneNIP mode (CPU).
+
+OneNIP mode = text prompts, segmentor and diffusion off (OneNIP's refiner instead). Throughput does not
+depend on trained weights, so the networks are built with their real architecture and offline backbone
+weights, calibrated on random images, and timed on random images. Each mode runs in its own process so
+that peak memory (max RSS) is its own.
+
+Usage:
+    python benchmarks/inference_speed.py [--image-size 256] [--repeats 5] [--threads 2] [--layers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+MODES = {
+    "PromptMAD (full)": {},
+    "OneNIP mode": {"use_text_prompts": False, "use_segmentor": False, "diffusion_steps": 0},
+}
+
+
+def _measure(mode: str, image_size: int, repeats: int, threads: int, layers: int) -> dict:
+    import resource
+
+    import torch
+
+    from anomalib_promptmad.torch_model import PromptMADModel
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = PromptMADModel(
+        image_size=(image_size, image_size), num_encoder_layers=layers, num_decoder_layers=layers, **MODES[mode],
+    ).eval()
+    categories = 2
+    model.set_text_embeddings(torch.nn.functional.normalize(torch.randn(categories, 2, 384), dim=-1))
+    model.set_prototypes(torch.randn(categories, model.tokenizer.out_channels))
+    model.set_prompt_images(torch.rand(categories, 3, image_size, image_size))
+    model.set_map_scale(torch.ones(categories))
+    stages = {
+        "backbone (frozen)": model.backbone,
+        "text tokens": model.text_tokens,
+        "reconstruction": model.reconstructor,
+        "refiner (OneNIP)": model.refiner,
+        "segmentor": model.segmentor,
+        "diffusion": model.diffusion,
+    }
+    parameters = {name: sum(p.numel() for p in module.parameters()) for name, module in stages.items() if module}
+    result = {"mode": mode, "parameters": parameters}
+    with torch.inference_mode():
+        for batch in (1, 8):
+            images = torch.rand(batch, 3, image_size, image_size)
+            model(images)  # warm-up
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model(images)
+            result[f"images_per_s_b{batch}"] = repeats * batch / (time.perf_counter() - start)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> None:
+    """Run every mode in a subprocess and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=4, help="encoder and decoder depth (paper: 4)")
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        print(json.dumps(_measure(args.mode, args.image_size, args.repeats, args.threads, args.layers)))
+        return
+    rows = []
+    for mode in MODES:
+        command = [sys.executable, __file__, "--mode", mode, "--image-size", str(args.image_size),
+                   "--repeats", str(args.repeats), "--threads", str(args.threads), "--layers", str(args.layers)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
+    print(f"image size {args.image_size}, {args.threads} threads, {args.layers}+{args.layers} layers, CPU\n")
+    print("| mode | images/s (batch 1) | images/s (batch 8) | peak RSS (MB) | trainable parameters |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        trainable = sum(v for k, v in row["parameters"].items() if "frozen" not in k)
+        print(f"| {row['mode']} | {row['images_per_s_b1']:.2f} | {row['images_per_s_b8']:.2f} | "
+              f"{row['peak_rss_mb']:.0f} | {trainable / 1e6:.2f} M |")
+    full, onenip = rows
+    for batch in (1, 8):
+        ratio = full[f"images_per_s_b{batch}"] / onenip[f"images_per_s_b{batch}"]
+        print(f"\nfull / OneNIP-mode throughput at batch {batch}: {ratio:.2f}x (target >= 0.85x)")
+    print("\nparameters per stage:")
+    for row in rows:
+        print(f"  {row['mode']}: " + ", ".join(f"{k} {v / 1e6:.3f} M" for k, v in row["parameters"].items()))
+
+
+if __name__ == "__main__":
+    main()
