@@ -44,6 +44,7 @@ from anomalib_promptmad.data.synthetic import AnomalySynthesizer
 from anomalib_promptmad.losses import PromptMADLoss
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
 from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
+from anomalib_promptmad.registration import publish
 from anomalib_promptmad.torch_model import PromptMADModel
 
 __all__ = ["PromptMAD"]
@@ -442,3 +443,7 @@ class PromptMAD(AnomalibModule):
         callbacks = super().configure_callbacks()
         callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
         return [PerCategoryMetrics(), *callbacks]
+
+
+# Short name for the stock CLI and get_model(), also when anomalib was imported by our own code.
+publish(PromptMAD, "anomalib.models")
