@@ -51,6 +51,19 @@ __all__ = ["PromptMAD"]
 
 logger = logging.getLogger(__name__)
 
+_NO_CATEGORIES = (
+    "PromptMAD needs category names: pass `categories=[...]` to PromptMAD, load a trained checkpoint, or use a "
+    "datamodule that has `categories` (MultiClassMVTecAD, MultiClassFolder) or `category` (MVTecAD, Folder)."
+)
+
+
+def _datamodule_categories(datamodule: Any) -> list[str] | None:
+    """Category names of a multi-class (``categories``) or single-class (``category``) datamodule."""
+    found = getattr(datamodule, "categories", None) or (
+        [datamodule.category] if getattr(datamodule, "category", None) else None
+    )
+    return list(found) if found else None
+
 
 class PromptMAD(AnomalibModule):
     """PromptMAD Lightning module.
@@ -261,28 +274,40 @@ class PromptMAD(AnomalibModule):
 
     # ------------------------------------------------------------------ categories and text
     def setup(self, stage: str) -> None:
-        """Resolve the categories and compute the class text embeddings (once, before training)."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        """Resolve the categories and compute the class text embeddings (once, before training).
+
+        Outside ``fit`` the category names may come from a checkpoint: the trainer restores a ``ckpt_path``
+        only after ``setup`` (see :meth:`on_load_checkpoint`), so they are checked when the stage starts.
+        """
         if self.categories is None:
-            found = getattr(datamodule, "categories", None) or (
-                [datamodule.category] if getattr(datamodule, "category", None) else None
-            )
-            if not found:
-                msg = (
-                    "PromptMAD needs category names: pass `categories=[...]` to PromptMAD, or use a datamodule "
-                    "that has `categories` (MultiClassMVTecAD, MultiClassFolder) or `category` (MVTecAD, Folder)."
-                )
-                raise ValueError(msg)
-            self.categories = list(found)
-        self.hparams["categories"] = list(self.categories)
+            found = _datamodule_categories(self._datamodule())
+            if found:
+                self.categories = found
+            elif stage == "fit":
+                raise ValueError(_NO_CATEGORIES)
+        if self.categories is not None:
+            self.hparams["categories"] = list(self.categories)
         if stage == "fit":
-            wanted = getattr(datamodule, "categories", None) or []
-            unknown = sorted(set(wanted) - set(self.categories))
-            if unknown:
-                msg = f"the datamodule has categories {unknown} that this model was not built for ({self.categories})"
-                raise ValueError(msg)
+            self._check_datamodule_categories()
             if self.model.text_tokens is not None and not self.model.text_tokens.is_set:
                 self._set_text_embeddings()
+
+    def _datamodule(self) -> Any:
+        """The trainer's datamodule, if any."""
+        return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+
+    def _check_datamodule_categories(self) -> None:
+        """The model must know its categories, and every category of the datamodule."""
+        if self.categories is None:
+            raise ValueError(_NO_CATEGORIES)
+        unknown = sorted(set(_datamodule_categories(self._datamodule()) or ()) - set(self.categories))
+        if unknown:
+            msg = (
+                f"the datamodule has categories {unknown} that this PromptMAD model was not trained on "
+                f"(it knows {self.categories}): select known categories with the datamodule's `categories`, "
+                "or train a model that includes them."
+            )
+            raise ValueError(msg)
 
     def _set_text_embeddings(self) -> None:
         library = PromptLibrary.default()
@@ -344,7 +369,15 @@ class PromptMAD(AnomalibModule):
         predictions, category = self.model.predict_with_category(batch.image)
         if self.categories and len(self.categories) > 1:
             correct = (category == self.category_indices(batch.image_path)).float()
-            self.log(f"{stage}_category_accuracy", correct.mean(), on_step=False, on_epoch=True, batch_size=len(correct))
+            # sync_dist: under DDP each rank sees part of the data; report the mean over all ranks
+            self.log(
+                f"{stage}_category_accuracy",
+                correct.mean(),
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(correct),
+                sync_dist=True,
+            )
         return batch.update(**predictions._asdict())
 
     # ------------------------------------------------------------------ calibration
@@ -353,12 +386,18 @@ class PromptMAD(AnomalibModule):
         if self._needs_calibration or not self.model.is_calibrated:
             self.calibrate()
 
+    def on_validation_start(self) -> None:
+        """Check the datamodule's categories (after a ``ckpt_path`` was restored)."""
+        self._check_datamodule_categories()
+
     def on_test_start(self) -> None:
-        """Calibrate a model that was trained but never validated."""
+        """Check the datamodule's categories; calibrate a model that was trained but never validated."""
+        self._check_datamodule_categories()
         self._ensure_calibrated()
 
     def on_predict_start(self) -> None:
-        """Calibrate a model that was trained but never validated."""
+        """Check the datamodule's categories; calibrate a model that was trained but never validated."""
+        self._check_datamodule_categories()
         self._ensure_calibrated()
 
     def _ensure_calibrated(self) -> None:
@@ -379,8 +418,7 @@ class PromptMAD(AnomalibModule):
             dataset: Dataset of normal training images; default ``trainer.datamodule.train_data``.
         """
         if dataset is None:
-            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-            dataset = getattr(datamodule, "train_data", None)
+            dataset = getattr(self._datamodule(), "train_data", None)
         if dataset is None:
             msg = (
                 "PromptMAD must be calibrated on its normal training images after training; no training "
@@ -433,6 +471,18 @@ class PromptMAD(AnomalibModule):
         super().on_save_checkpoint(checkpoint)
         if self.categories is not None:
             checkpoint.setdefault("hyper_parameters", {})["categories"] = list(self.categories)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take the category names from the checkpoint: they index its text embeddings, prompts and prototypes.
+
+        A trainer restoring ``ckpt_path`` into a model built without ``categories`` has by then taken the
+        datamodule's, which may be fewer or in another order.
+        """
+        super().on_load_checkpoint(checkpoint)
+        categories = checkpoint.get("hyper_parameters", {}).get("categories")
+        if categories:
+            self.categories = list(categories)
+            self.hparams["categories"] = list(categories)
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
         """Per-category test metrics, then anomalib's callbacks.

@@ -1,0 +1,36 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""What a short training run on the demo data achieves: falling losses, localised defects, right categories."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# Measured with the session's run (8 epochs of 9 steps, 64 px, seed 0): pixel AUROC 0.77 over all test
+# images, 0.73 as the mean of the categories (fabric 0.98, disc 0.67, circuit 0.53). A run this short is
+# noisy from one step to the next (0.67 to 0.84 between 60 and 120 steps), so the bounds sit between
+# chance (0.5) and the measured values.
+MIN_PIXEL_AUROC = 0.7
+MIN_MEAN_PIXEL_AUROC = 0.65
+MIN_CATEGORY_ACCURACY = 0.95
+
+
+@pytest.mark.parametrize("term", ["reconstruction", "focal", "dice", "loss"])
+def test_short_training_lowers_every_loss_term(trained, term: str) -> None:
+    history = [epoch[f"train_{term}"] for epoch in trained.history]
+    assert len(history) == len(trained.history) >= 2
+    assert history[-1] < history[0], f"train_{term} per epoch: {history}"
+
+
+def test_trained_model_localises_demo_defects(trained) -> None:
+    metrics = trained.test_metrics
+    assert metrics["pixel_AUROC"] > MIN_PIXEL_AUROC, metrics
+    # PerCategoryMetrics: the mean over categories of per-category pixel AUROC, as in the multi-class papers
+    assert metrics["mean/pixel_AUROC"] > MIN_MEAN_PIXEL_AUROC, metrics
+
+
+def test_trained_model_infers_the_category_of_test_images(trained) -> None:
+    assert trained.test_metrics["test_category_accuracy"] >= MIN_CATEGORY_ACCURACY
