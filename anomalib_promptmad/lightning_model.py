@@ -36,7 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Resize
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
@@ -431,7 +431,7 @@ class PromptMAD(AnomalibModule):
         resize = self.pre_processor.transform if isinstance(self.pre_processor, PreProcessor) else None
         loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
         descriptors, labels, images_by_category = [], [], {}
-        for batch in tqdm(loader, desc="PromptMAD calibration (prototypes)", leave=False):
+        for batch in tqdm(loader, desc="PromptMAD calibration (prototypes)", leave=False, disable=None):
             images = (resize(batch.image) if resize else batch.image).to(self.device)
             category = self.category_indices(batch.image_path)
             _, features = self.model.extract(images)

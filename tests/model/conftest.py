@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ class TrainedRun:
     root_dir: Path = Path()
 
 
-def _tiny_model(**overrides: Any) -> Any:  # noqa: ANN401 - PromptMAD, imported lazily
+def _tiny_model(**overrides: Any) -> Any:
     """A tiny PromptMAD with :data:`TINY_MODEL` settings, ``overrides`` applied."""
     from anomalib_promptmad import PromptMAD
 
@@ -92,8 +92,10 @@ def _run_command(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command in a fresh process (offline, ``env`` added) and return it completed, output captured."""
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
-    return subprocess.run(  # noqa: S603 - fixed argument lists built by the tests
+    # one thread per process, as in this process (see _one_torch_thread)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    environment.update(env or {})
+    return subprocess.run(
         list(args),
         cwd=cwd,
         env=environment,
@@ -126,7 +128,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_demo_dataset(tmp_path_factory.mktemp("data") / "promptmad_demo", image_size=IMAGE_SIZE, seed=SEED)
 
 
-def _demo_datamodule(root: Path, **overrides: Any) -> Any:  # noqa: ANN401 - MultiClassMVTecAD
+def _demo_datamodule(root: Path, **overrides: Any) -> Any:
     """A multi-class datamodule over ``root`` with small batches and no worker processes."""
     from anomalib_promptmad import MultiClassMVTecAD
 
@@ -152,7 +154,7 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
         def __init__(self) -> None:
             self.history: list[dict[str, float]] = []
 
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:  # noqa: ANN401
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             del pl_module
             self.history.append({
                 name.removesuffix("_epoch"): float(value)
@@ -180,12 +182,35 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
     )
 
 
+def _spread_indices(length: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(length)`` (the demo splits are sorted by category)."""
+    return torch.linspace(0, length - 1, count).round().long().unique().tolist()
+
+
 @pytest.fixture(scope="session")
-def test_images(trained: TrainedRun) -> tuple[torch.Tensor, list[str]]:
-    """Eight pre-processed demo test images (normal and anomalous, several categories) and their paths."""
+def test_subset(trained: TrainedRun) -> Any:
+    """Eight demo test images (normal and anomalous, every category) as a dataset."""
     dataset = trained.datamodule.test_data
-    indices = torch.linspace(0, len(dataset) - 1, 8).round().long().tolist()
-    items = [dataset[index] for index in indices]
+    return dataset.subsample(_spread_indices(len(dataset), 8))
+
+
+@pytest.fixture(scope="session")
+def test_images(trained: TrainedRun, test_subset: Any) -> tuple[torch.Tensor, list[str]]:
+    """The images of :func:`test_subset`, pre-processed ``(8, 3, 64, 64)``, and their paths."""
+    items = [test_subset[index] for index in range(len(test_subset))]
     images = torch.stack([item.image for item in items])
     resize = trained.model.pre_processor.transform
     return resize(images), [item.image_path for item in items]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Run this folder's tests on one thread.
+
+    The models are tiny: a second thread gains little on an idle machine, and when another process keeps
+    a core busy, two spinning OpenMP threads slow training and export down about five-fold (measured).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

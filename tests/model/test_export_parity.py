@@ -33,7 +33,7 @@ def exported(trained, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     onnx_folder = root / "weights" / "onnx"
     to_onnx = model.to_onnx
 
-    def to_onnx_and_keep(*args: Any, **kwargs: Any) -> Path:  # noqa: ANN401
+    def to_onnx_and_keep(*args: Any, **kwargs: Any) -> Path:
         path = to_onnx(*args, **kwargs)
         # the file may come with external weights (model.onnx.data): keep the whole folder
         shutil.copytree(path.parent, onnx_folder)
@@ -69,12 +69,14 @@ def _assert_matches(name: str, outputs: dict[str, np.ndarray], eager: dict[str, 
 
 
 def test_export_writes_every_format(exported) -> None:
+    """Engine.export wrote the torch, ONNX and OpenVINO files."""
     for path in exported.values():
         assert path.is_file() and path.stat().st_size > 0
     assert exported["openvino"].with_suffix(".bin").is_file()
 
 
 def test_torch_export_matches_eager(exported, test_images, eager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The .pt file loaded by anomalib's TorchInferencer gives the eager outputs."""
     from anomalib.deploy import TorchInferencer
 
     images, _ = test_images
@@ -87,6 +89,7 @@ def test_torch_export_matches_eager(exported, test_images, eager, monkeypatch: p
 
 
 def test_onnx_export_takes_only_the_image_and_matches_eager(exported, test_images, eager) -> None:
+    """ONNX Runtime: one image input, the eager outputs."""
     import onnxruntime
 
     images, _ = test_images
@@ -102,6 +105,7 @@ def test_onnx_export_takes_only_the_image_and_matches_eager(exported, test_image
 
 
 def test_openvino_export_takes_only_the_image_and_matches_eager(exported, test_images, eager) -> None:
+    """OpenVINO runtime (fp32): one image input, the eager outputs."""
     import openvino
 
     images, _ = test_images
@@ -116,7 +120,7 @@ def test_openvino_export_takes_only_the_image_and_matches_eager(exported, test_i
 
 
 def test_stock_cli_exports_a_checkpoint(trained, test_images, eager, run_command, anomalib_cli, tmp_path) -> None:
-    """``anomalib export --model PromptMAD --ckpt_path ... --export_type torch`` (the ONNX path is tested above)."""
+    """`anomalib export --model PromptMAD --ckpt_path ... --export_type torch` (ONNX: tested above, once)."""
     result = run_command(
         [
             *anomalib_cli,

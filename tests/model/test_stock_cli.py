@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 def test_anomalib_train_with_the_short_model_name(
     demo_root: Path, model_settings, run_command, anomalib_cli, tmp_path: Path
 ) -> None:
+    """`anomalib train --model PromptMAD --data MultiClassMVTecAD` trains, tests and checkpoints."""
     model_arguments = [
         argument
         for name, value in {**model_settings, "max_epochs": 1, "prompt_library": demo_root / "prompts.yaml"}.items()

@@ -20,12 +20,14 @@ MIN_CATEGORY_ACCURACY = 0.95
 
 @pytest.mark.parametrize("term", ["reconstruction", "focal", "dice", "loss"])
 def test_short_training_lowers_every_loss_term(trained, term: str) -> None:
+    """The epoch mean of every loss term is lower after the last epoch than after the first."""
     history = [epoch[f"train_{term}"] for epoch in trained.history]
     assert len(history) == len(trained.history) >= 2
     assert history[-1] < history[0], f"train_{term} per epoch: {history}"
 
 
 def test_trained_model_localises_demo_defects(trained) -> None:
+    """Pixel AUROC on the demo test set is clearly above chance."""
     metrics = trained.test_metrics
     assert metrics["pixel_AUROC"] > MIN_PIXEL_AUROC, metrics
     # PerCategoryMetrics: the mean over categories of per-category pixel AUROC, as in the multi-class papers
@@ -33,4 +35,5 @@ def test_trained_model_localises_demo_defects(trained) -> None:
 
 
 def test_trained_model_infers_the_category_of_test_images(trained) -> None:
+    """The nearest-prototype category of test images is right."""
     assert trained.test_metrics["test_category_accuracy"] >= MIN_CATEGORY_ACCURACY
