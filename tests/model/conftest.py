@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,6 @@ class TrainedRun:
         checkpoint: Path of the checkpoint ``Engine.fit`` wrote.
         history: One dict of ``train_*`` epoch metrics per epoch.
         test_metrics: Metrics returned by ``Engine.test``.
-        root_dir: The engine's ``default_root_dir``.
     """
 
     model: Any
@@ -63,7 +63,6 @@ class TrainedRun:
     checkpoint: Path
     history: list[dict[str, float]] = field(default_factory=list)
     test_metrics: dict[str, float] = field(default_factory=dict)
-    root_dir: Path = Path()
 
 
 def _tiny_model(**overrides: Any) -> Any:
@@ -163,14 +162,16 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
             })
 
     seed_everything(SEED, workers=True)
-    root_dir = tmp_path_factory.mktemp("results")
     recorder = EpochMetrics()
     datamodule = _demo_datamodule(demo_root)
     model = _tiny_model(prompt_library=str(demo_root / "prompts.yaml"))
-    engine = Engine(default_root_dir=root_dir, accelerator="cpu", devices=1, logger=False, callbacks=[recorder])
-    engine.fit(model=model, datamodule=datamodule)
+    results_dir = tmp_path_factory.mktemp("results")
+    engine = Engine(default_root_dir=results_dir, accelerator="cpu", devices=1, logger=False, callbacks=[recorder])
+    # session fixtures are set up before the module-scoped thread setting
+    with _one_torch_thread():
+        engine.fit(model=model, datamodule=datamodule)
+        (results,) = engine.test(model=model, datamodule=datamodule)
     checkpoint = Path(engine.trainer.checkpoint_callback.best_model_path)
-    (results,) = engine.test(model=model, datamodule=datamodule)
     return TrainedRun(
         model=model,
         engine=engine,
@@ -178,7 +179,6 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
         checkpoint=checkpoint,
         history=recorder.history,
         test_metrics={name: float(value) for name, value in results.items()},
-        root_dir=root_dir,
     )
 
 
@@ -203,14 +203,23 @@ def test_images(trained: TrainedRun, test_subset: Any) -> tuple[torch.Tensor, li
     return resize(images), [item.image_path for item in items]
 
 
-@pytest.fixture(autouse=True, scope="module")
+@contextmanager
 def _one_torch_thread() -> Iterator[None]:
-    """Run this folder's tests on one thread.
+    """Run torch on one thread inside the block.
 
-    The models are tiny: a second thread gains little on an idle machine, and when another process keeps
-    a core busy, two spinning OpenMP threads slow training and export down about five-fold (measured).
+    The models are tiny: a second thread gains about a quarter on an idle 2-core machine, but when another
+    process keeps a core busy, two OpenMP threads slow training and export down about five-fold (measured).
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded_module() -> Iterator[None]:
+    """Every test module of this folder runs on one thread (session fixtures enter it themselves)."""
+    with _one_torch_thread():
+        yield

@@ -5,7 +5,7 @@
 
 Lightning's DDP launcher starts the second process by running this script again, so it must be a file
 (not pytest itself). Every rank writes what it holds after testing to ``<out>/rank<r>.pt``: its test
-metrics, its calibration buffers and the number of test images its per-category metrics saw.
+metrics, its calibration buffers and the checkpoint path.
 
 Usage::
 
@@ -24,7 +24,6 @@ from lightning.pytorch import seed_everything
 from lightning.pytorch.strategies import DDPStrategy
 
 from anomalib_promptmad import MultiClassMVTecAD, PromptMAD
-from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
 
 
 def main() -> None:
@@ -48,13 +47,11 @@ def main() -> None:
     )
     engine.fit(model=model, datamodule=datamodule)
     (metrics,) = engine.test(model=model, datamodule=datamodule)
-    per_category = next(callback for callback in engine.trainer.callbacks if isinstance(callback, PerCategoryMetrics))
     network = model.model
     torch.save(
         {
             "world_size": engine.trainer.world_size,
             "metrics": {name: float(value) for name, value in metrics.items()},
-            "per_category_images": {name: row.get("n_images") for name, row in per_category.results.items()},
             "buffers": {
                 name: getattr(network, name).clone()
                 for name in ("prototypes", "prompt_features", "prompt_memory", "map_scale")

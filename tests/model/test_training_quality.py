@@ -22,6 +22,7 @@ MIN_CATEGORY_ACCURACY = 0.95
 def test_short_training_lowers_every_loss_term(trained, term: str) -> None:
     """The epoch mean of every loss term is lower after the last epoch than after the first."""
     history = [epoch[f"train_{term}"] for epoch in trained.history]
+    print(f"train_{term} per epoch: {[round(value, 4) for value in history]}")  # shown with pytest -s
     assert len(history) == len(trained.history) >= 2
     assert history[-1] < history[0], f"train_{term} per epoch: {history}"
 
@@ -29,6 +30,7 @@ def test_short_training_lowers_every_loss_term(trained, term: str) -> None:
 def test_trained_model_localises_demo_defects(trained) -> None:
     """Pixel AUROC on the demo test set is clearly above chance."""
     metrics = trained.test_metrics
+    print({name: round(value, 3) for name, value in metrics.items() if name.endswith("AUROC")})
     assert metrics["pixel_AUROC"] > MIN_PIXEL_AUROC, metrics
     # PerCategoryMetrics: the mean over categories of per-category pixel AUROC, as in the multi-class papers
     assert metrics["mean/pixel_AUROC"] > MIN_MEAN_PIXEL_AUROC, metrics
