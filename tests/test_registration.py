@@ -45,6 +45,29 @@ def test_hook_is_installed_and_imports_nothing_heavy() -> None:
     assert out == "True False False"
 
 
+def test_hook_is_silent_when_the_package_is_gone() -> None:
+    """A stale hook (package uninstalled, or an editable checkout deleted) must not break every interpreter."""
+    hook = next(
+        Path(path) / "anomalib_promptmad_registration.pth"
+        for path in sys.path
+        if (Path(path) / "anomalib_promptmad_registration.pth").is_file()
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.modules['anomalib_promptmad'] = None; exec(open({str(hook)!r}).read())",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
 def test_get_model_and_list_models_resolve_promptmad() -> None:
     out = _python(
         """
@@ -64,7 +87,11 @@ def test_stock_cli_resolves_short_and_full_names() -> None:
     for name in ("PromptMAD", "anomalib_promptmad.PromptMAD"):
         result = subprocess.run(
             ["anomalib", "train", "--model", name, "--print_config"],
-            capture_output=True, text=True, env=ENV, timeout=300, check=False,
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=300,
+            check=False,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert re.search(r"class_path: anomalib_promptmad(\.lightning_model)?\.PromptMAD\n", result.stdout)
@@ -74,12 +101,20 @@ def test_stock_cli_resolves_short_and_full_names() -> None:
 def test_stock_cli_help_and_model_help() -> None:
     result = subprocess.run(
         ["anomalib", "train", "--model", "PromptMAD", "--help"],
-        capture_output=True, text=True, env=ENV, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     result = subprocess.run(
         ["anomalib", "train", "--model.help", "PromptMAD"],
-        capture_output=True, text=True, env=ENV, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--model.use_text_prompts" in result.stdout
