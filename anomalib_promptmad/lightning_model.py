@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Resize
 from tqdm import tqdm
 
+from anomalib_promptmad.backbone.feature_cache import BackboneFeatures, FeatureCache
 from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.synthetic import AnomalySynthesizer
@@ -114,6 +115,9 @@ class PromptMAD(AnomalibModule):
         gradient_clip_val: Gradient-norm clip.
         map_scale_quantile: Quantile of normal distances used as each category's map scale.
         calibration_images: Normal training images per category used to measure the map scale.
+        feature_cache_mb: Memory budget (MB) for the frozen backbone's features of the clean training images,
+            reused across epochs (about 0.8 MB per 256 px image with the default backbone); 0 switches the
+            cache off. It is also off when the datamodule has training augmentations.
         pre_processor: Pre-processor (``True``: resize to ``image_size``; normalisation is inside the model).
         post_processor: Post-processor (``True``: :class:`OrderPreservingPostProcessor`).
         evaluator: Evaluator (``True``: image AUROC/AP/F1, pixel AUROC/AP/AUPRO/F1).
@@ -159,6 +163,7 @@ class PromptMAD(AnomalibModule):
         gradient_clip_val: float = 0.1,
         map_scale_quantile: float = 0.99,
         calibration_images: int = 32,
+        feature_cache_mb: float = 2048,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -187,6 +192,11 @@ class PromptMAD(AnomalibModule):
         self.gradient_clip_val = gradient_clip_val
         self.map_scale_quantile = map_scale_quantile
         self.calibration_images = calibration_images
+        if feature_cache_mb < 0:
+            msg = f"feature_cache_mb must be >= 0 (0 switches the cache off), got {feature_cache_mb}"
+            raise ValueError(msg)
+        self.feature_cache_mb = feature_cache_mb
+        self.feature_cache: FeatureCache | None = None
 
         self.model = PromptMADModel(
             image_size=size,
@@ -348,12 +358,37 @@ class PromptMAD(AnomalibModule):
         # one generator per step: deterministic under the run's seed, and identical after a resume
         generator = torch.Generator(device=images.device).manual_seed(torch.initial_seed() % 2**31 + self.global_step)
         anomalous, masks = self.synthesizer(images, generator)
-        outputs = self.model.training_outputs(images, anomalous, masks, category)
+        outputs = self.model.training_outputs(images, anomalous, masks, category, self._clean_features(batch))
         pixel_logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
         terms = self.loss(outputs["reconstruction"], outputs["target"], pixel_logits, outputs["mask"])
         for name, value in terms.items():
             self.log(f"train_{name}", value.detach(), on_epoch=True, prog_bar=name == "loss", batch_size=len(images))
         return {"loss": terms["loss"]}
+
+    def on_fit_start(self) -> None:
+        """Start an empty feature cache, unless the training images are augmented (then features change)."""
+        self.feature_cache = None
+        if not self.feature_cache_mb:
+            return
+        datamodule = self._datamodule()
+        if getattr(datamodule, "train_augmentations", None) is not None:
+            logger.info("Training augmentations are set: the backbone features of training images are not cached.")
+            return
+        self.feature_cache = FeatureCache(self.feature_cache_mb)
+
+    def on_fit_end(self) -> None:
+        """Free the cache: it is only useful while training."""
+        self.feature_cache = None
+
+    def _clean_features(self, batch: Batch) -> BackboneFeatures | None:
+        """Backbone features of the batch's clean images, from the cache or computed (and cached) now."""
+        if self.feature_cache is None or batch.image_path is None:
+            return None
+        cached = self.feature_cache.get(batch.image_path)
+        if cached is None:
+            cached = self.model.backbone_features(batch.image)
+            self.feature_cache.put(batch.image_path, cached)
+        return cached
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Predict on validation images (for thresholds)."""

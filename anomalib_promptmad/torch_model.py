@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from anomalib.data import InferenceBatch
 from anomalib.models.components.base.dynamic_buffer import DynamicBufferMixin
-from torch import nn
 
 from anomalib_promptmad.anomaly_map import AnomalyMapGenerator
 from anomalib_promptmad.backbone import MultiScaleFeatureExtractor
+from anomalib_promptmad.backbone.feature_cache import BackboneFeatures
 from anomalib_promptmad.prompts.text_tokens import TextTokens
 from anomalib_promptmad.reconstruction import FeatureTokenizer, PromptReconstructor
 from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
@@ -120,6 +120,7 @@ class PromptMADModel(DynamicBufferMixin):
         self.refiner: ResidualRefiner | None = None
         self.segmentor: TextGuidedSegmentor | None = None
         self.diffusion: DiffusionRefinement | None = None
+        self._skip_levels: list[int] = []
         if use_segmentor:
             self._skip_levels = [self._level_closest_to(stride) for stride in (8, 4)]
             self.segmentor = TextGuidedSegmentor(
@@ -168,6 +169,18 @@ class PromptMADModel(DynamicBufferMixin):
             levels = self.backbone((images - self.pixel_mean) / self.pixel_std)
             features = self.tokenizer(levels, (images.shape[-2] // TOKEN_STRIDE, images.shape[-1] // TOKEN_STRIDE))
         return levels, features
+
+    def backbone_features(self, images: torch.Tensor) -> BackboneFeatures:
+        """What the trainable heads need from the frozen backbone.
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1].
+
+        Returns:
+            The segmentor's skip maps and the ``(B, C, H/16, W/16)`` token-aligned features.
+        """
+        levels, features = self.extract(images)
+        return BackboneFeatures([levels[index] for index in self._skip_levels], features)
 
     @staticmethod
     def descriptor(features: torch.Tensor) -> torch.Tensor:
@@ -236,7 +249,7 @@ class PromptMADModel(DynamicBufferMixin):
         self,
         reconstruction: torch.Tensor,
         features: torch.Tensor,
-        levels: Sequence[torch.Tensor],
+        skips: Sequence[torch.Tensor],
         text: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Returns ``(final_logits, coarse_logits, condition)``; the last two only with the segmentor."""
@@ -244,9 +257,10 @@ class PromptMADModel(DynamicBufferMixin):
         if self.segmentor is None:
             assert self.refiner is not None  # noqa: S101 - one of the two heads always exists
             return self.refiner(residual), None, None
-        skips = [levels[index] for index in self._skip_levels]
         condition, coarse = self.segmentor(residual, features, skips, text)
-        refined = self.diffusion(coarse, condition, text) if self.diffusion is not None and not self.training else coarse
+        refined = (
+            self.diffusion(coarse, condition, text) if self.diffusion is not None and not self.training else coarse
+        )
         return refined, coarse, condition
 
     # ------------------------------------------------------------------ inference
@@ -270,11 +284,11 @@ class PromptMADModel(DynamicBufferMixin):
                 "checkpoint."
             )
             raise RuntimeError(msg)
-        levels, features = self.extract(images)
+        skips, features = self.backbone_features(images)
         category = self.classify(features)
         text = self.text_tokens(category) if self.text_tokens is not None else None
         reconstruction = self._reconstruct(self.prompt_memory[category], features, text)
-        logits, _, _ = self._pixel_logits(reconstruction, features, levels, text)
+        logits, _, _ = self._pixel_logits(reconstruction, features, skips, text)
         distance = torch.linalg.vector_norm(reconstruction - features, dim=1, keepdim=True)
         anomaly_map, score = self.anomaly_map(distance, self.map_scale[category], logits, images.shape[-2:])
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
@@ -320,6 +334,7 @@ class PromptMADModel(DynamicBufferMixin):
         anomalous_images: torch.Tensor,
         masks: torch.Tensor,
         category: torch.Tensor,
+        clean: BackboneFeatures | None = None,
     ) -> TrainingOutput:
         """Everything the loss needs for one training batch.
 
@@ -328,25 +343,34 @@ class PromptMADModel(DynamicBufferMixin):
             anomalous_images: ``(B, 3, H, W)`` the same images with synthetic anomalies.
             masks: ``(B, 1, H, W)`` synthetic anomaly masks.
             category: ``(B,)`` category indices (known in training).
+            clean: Backbone features of ``images`` where already known (see :class:`FeatureCache`); the
+                backbone then runs on ``anomalous_images`` only.
 
         Returns:
             Dict with ``reconstruction`` and ``target`` ``(2B, C, h, w)``, ``mask`` ``(2B, 1, H, W)``
             (normal images first) and, with a pixel head, ``logits_coarse`` / ``logits_refined``
             ``(2B, 1, H/4, W/4)``.
         """
-        batch = images.shape[0]
-        levels, features = self.extract(torch.cat([images, anomalous_images]))
-        clean = features[:batch]
-        prompt_features = self._draw_prompts(clean, category)
+        if clean is None:
+            both = self.backbone_features(torch.cat([images, anomalous_images]))
+        else:
+            anomalous = self.backbone_features(anomalous_images)
+            both = BackboneFeatures(
+                [torch.cat(pair) for pair in zip(clean.skips, anomalous.skips, strict=True)],
+                torch.cat([clean.tokens, anomalous.tokens]),
+            )
+        skips, features = both
+        clean_tokens = features[: images.shape[0]]
+        prompt_features = self._draw_prompts(clean_tokens, category)
         text = self.text_tokens(category) if self.text_tokens is not None else None
         prompt = self.reconstructor.prompt_stream(prompt_features, text[:, 0] if text is not None else None)
         text2 = torch.cat([text, text]) if text is not None else None
         reconstruction = self._reconstruct(torch.cat([prompt, prompt]), features, text2)
         mask = torch.cat([torch.zeros_like(masks), masks])
-        logits, coarse, condition = self._pixel_logits(reconstruction, features, levels, text2)
+        logits, coarse, condition = self._pixel_logits(reconstruction, features, skips, text2)
         outputs: TrainingOutput = {
             "reconstruction": reconstruction,
-            "target": torch.cat([clean, clean]),
+            "target": torch.cat([clean_tokens, clean_tokens]),
             "mask": mask,
             "logits_coarse": coarse if coarse is not None else logits,
         }
