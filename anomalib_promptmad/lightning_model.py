@@ -42,6 +42,7 @@ from anomalib_promptmad.backbone.feature_cache import BackboneFeatures, FeatureC
 from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.synthetic import AnomalySynthesizer
+from anomalib_promptmad.deploy.mixin import DeploymentMixin
 from anomalib_promptmad.losses import PromptMADLoss
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
 from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
@@ -66,7 +67,7 @@ def _datamodule_categories(datamodule: Any) -> list[str] | None:
     return list(found) if found else None
 
 
-class PromptMAD(AnomalibModule):
+class PromptMAD(DeploymentMixin, AnomalibModule):
     """PromptMAD Lightning module.
 
     One model serves every category it was trained on (the unified setting). Training draws a normal

@@ -1,0 +1,96 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Recognise a checkpoint that was not written by PromptMAD, and say so in one sentence.
+
+Without this check a checkpoint of another model passed as PromptMAD fails deep inside model
+construction (its hyper-parameters are fed to ``PromptMAD.__init__``) or with a ``load_state_dict`` list of
+hundreds of missing keys. The check looks at the saved weights (which PromptMAD always has once trained)
+and, to help the user, names the anomalib model whose constructor matches the saved hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NotAPromptMADCheckpointError", "check_promptmad_checkpoint", "guess_model_name"]
+
+# Buffers and a submodule that every PromptMAD checkpoint holds (the calibration buffers are saved even
+# when empty, so an untrained PromptMAD checkpoint still passes; it fails later with its own message).
+_REQUIRED_KEYS = ("model.prototypes", "model.prompt_memory", "model.map_scale")
+_REQUIRED_PREFIX = "model.reconstructor."
+
+
+class NotAPromptMADCheckpointError(ValueError):
+    """The checkpoint was written by another model, or is not a Lightning checkpoint at all."""
+
+
+def _model_classes() -> list[type]:
+    """Every imported subclass of anomalib's ``AnomalibModule`` (direct or not)."""
+    from anomalib.models.components import AnomalibModule
+
+    found: list[type] = []
+    pending = list(AnomalibModule.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls not in found:
+            found.append(cls)
+            pending.extend(cls.__subclasses__())
+    return found
+
+
+def guess_model_name(hyper_parameters: Mapping[str, Any]) -> str | None:
+    """Name of the anomalib model whose ``__init__`` best matches saved hyper-parameters.
+
+    Args:
+        hyper_parameters: The checkpoint's ``hyper_parameters``.
+
+    Returns:
+        The class name of the model whose constructor accepts every saved hyper-parameter with the fewest
+        unused arguments, or ``None`` when none accepts them all (or there is nothing to match).
+    """
+    names = set(hyper_parameters)
+    if not names:
+        return None
+    best: tuple[int, str] | None = None
+    for cls in _model_classes():
+        if cls.__name__ == "PromptMAD":
+            continue
+        try:
+            parameters = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        except (TypeError, ValueError):
+            continue
+        if names <= parameters:
+            candidate = (len(parameters - names), cls.__name__)
+            best = candidate if best is None or candidate < best else best
+    return best[1] if best else None
+
+
+def check_promptmad_checkpoint(checkpoint: Mapping[str, Any], source: str | Path = "the checkpoint") -> None:
+    """Raise a clear error unless ``checkpoint`` holds a PromptMAD model.
+
+    Args:
+        checkpoint: A loaded Lightning checkpoint (``torch.load`` of the ``.ckpt`` file).
+        source: Where it came from, for the message.
+
+    Raises:
+        NotAPromptMADCheckpointError: If it is not a Lightning checkpoint, or not PromptMAD's.
+    """
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping):
+        msg = f"'{source}' is not a Lightning checkpoint of a PromptMAD model (it has no 'state_dict')."
+        raise NotAPromptMADCheckpointError(msg)
+    missing = [key for key in _REQUIRED_KEYS if key not in state]
+    if missing or not any(key.startswith(_REQUIRED_PREFIX) for key in state):
+        hyper_parameters = checkpoint.get("hyper_parameters") or {}
+        guess = guess_model_name(hyper_parameters) if isinstance(hyper_parameters, Mapping) else None
+        origin = f"it looks like a {guess} checkpoint" if guess else "it was written by another model"
+        msg = (
+            f"'{source}' is not a PromptMAD checkpoint: {origin} (it lacks PromptMAD's weights, e.g. "
+            f"{(missing or [_REQUIRED_PREFIX + '*'])[0]}). Pass the checkpoint of a trained PromptMAD model, or "
+            f"select the model the checkpoint belongs to{f' (--model {guess})' if guess else ''}."
+        )
+        raise NotAPromptMADCheckpointError(msg)

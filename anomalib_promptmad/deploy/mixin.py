@@ -1,0 +1,126 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Deployment behaviour of the PromptMAD Lightning module, kept apart from the method itself.
+
+:class:`DeploymentMixin` is a base class of :class:`~anomalib_promptmad.PromptMAD` (before
+``AnomalibModule``, so PromptMAD stays a direct subclass that ``get_model``/``list_models`` see). It adds:
+
+* a check that a checkpoint is PromptMAD's, both where ``Engine.export`` / ``anomalib export`` load one
+  (``load_from_checkpoint``) and where a trainer restores ``ckpt_path`` (``on_load_checkpoint``);
+* a network built with the checkpoint's architecture when a trainer restores ``ckpt_path`` into a model
+  constructed with other settings (``anomalib predict --model PromptMAD --ckpt_path ...`` builds the default
+  architecture from the command line before the checkpoint is read);
+* clear, early errors when an export backend package is missing (nothing is written);
+* the :class:`~anomalib_promptmad.deploy.predictions.PredictionCSVWriter` callback, so ``anomalib predict``
+  writes a per-image score/label/category file next to anomalib's heat-map overlays.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from anomalib_promptmad.deploy.backends import EXPORT_PACKAGES, require_packages
+from anomalib_promptmad.deploy.checkpoint import check_promptmad_checkpoint
+from anomalib_promptmad.deploy.predictions import PredictionCSVWriter
+
+__all__ = ["DeploymentMixin"]
+
+logger = logging.getLogger(__name__)
+
+
+def _normalised(value: Any) -> Any:
+    """Compare hyper-parameters across checkpoints: tuples and lists alike, ``64`` like ``(64, 64)``."""
+    if isinstance(value, list | tuple):
+        return tuple(_normalised(item) for item in value)
+    return value
+
+
+class DeploymentMixin:
+    """Checkpoint checks, export-backend checks and the prediction CSV for PromptMAD (see module docstring)."""
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path | Any, *args: Any, **kwargs: Any) -> Any:
+        """Check that ``checkpoint_path`` is a PromptMAD checkpoint, then load it as Lightning does.
+
+        Lightning builds the model from the checkpoint's hyper-parameters *before* any hook runs, so a
+        foreign checkpoint must be caught here, before construction.
+
+        Args:
+            checkpoint_path: Path of the ``.ckpt`` file (file objects and URLs are passed on unchecked).
+            *args: Passed to Lightning's ``load_from_checkpoint``.
+            **kwargs: Passed to Lightning's ``load_from_checkpoint``.
+
+        Returns:
+            The loaded model.
+        """
+        if isinstance(checkpoint_path, str | Path) and Path(checkpoint_path).is_file():
+            # the same unpickling Lightning is about to do with this file; mmap avoids reading the tensors twice
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
+            check_promptmad_checkpoint(checkpoint, checkpoint_path)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a foreign checkpoint before anything of it is applied (trainer ``ckpt_path`` restores)."""
+        check_promptmad_checkpoint(checkpoint, "ckpt_path")
+        self._adopt_checkpoint_architecture(checkpoint.get("hyper_parameters") or {})
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+
+    def _adopt_checkpoint_architecture(self, saved: dict[str, Any]) -> None:
+        """Rebuild ``self.model`` with the network settings saved in the checkpoint where they differ.
+
+        Lightning loads the state dict strictly right after this hook, so a model built with other sizes
+        would fail with a long list of shape mismatches. The backbone's weights are in the state dict, so
+        the rebuilt backbone starts empty (``backbone_weights="none"``) instead of reading weights twice.
+        """
+        from anomalib_promptmad.torch_model import PromptMADModel
+
+        names = [name for name in inspect.signature(PromptMADModel.__init__).parameters if name != "self"]
+        current = dict(self.hparams)  # type: ignore[attr-defined]
+        if "image_size" in saved and isinstance(saved["image_size"], int):
+            saved = {**saved, "image_size": (saved["image_size"], saved["image_size"])}
+        differing = [
+            name
+            for name in names
+            if name in saved
+            and name != "backbone_weights"
+            and _normalised(saved[name])
+            != _normalised(
+                current.get(name, getattr(self.model, name, None))  # type: ignore[attr-defined]
+            )
+        ]
+        if not differing:
+            return
+        logger.info("PromptMAD: building the network saved in the checkpoint (differs in %s)", differing)
+        settings = {name: saved[name] for name in names if name in saved}
+        settings["backbone_weights"] = "none"
+        device = next(self.model.parameters()).device  # type: ignore[attr-defined]
+        self.model = PromptMADModel(**settings).to(device)
+        self.image_size = tuple(settings.get("image_size", self.image_size))  # type: ignore[has-type]
+        self.hparams.update({name: saved[name] for name in differing})  # type: ignore[attr-defined]
+
+    def to_onnx(self, *args: Any, **kwargs: Any) -> Path:
+        """Anomalib's ONNX export, after checking that ``onnx`` and ``onnxscript`` import."""
+        require_packages(EXPORT_PACKAGES["onnx"], "ONNX export")
+        return super().to_onnx(*args, **kwargs)  # type: ignore[misc]
+
+    def to_openvino(self, *args: Any, **kwargs: Any) -> Path:
+        """Anomalib's OpenVINO export, after checking that ``openvino``, ``onnx`` and ``onnxscript`` import."""
+        require_packages(EXPORT_PACKAGES["openvino"], "OpenVINO export")
+        return super().to_openvino(*args, **kwargs)  # type: ignore[misc]
+
+    def configure_callbacks(self) -> Sequence[Callback] | Callback:
+        """The model's callbacks, then the prediction CSV writer.
+
+        Last, so that it reads scores and labels after anomalib's post-processor has normalised them.
+        """
+        callbacks = super().configure_callbacks()  # type: ignore[misc]
+        callbacks = list(callbacks) if isinstance(callbacks, Sequence) else [callbacks]
+        return [*callbacks, PredictionCSVWriter()]
