@@ -1,0 +1,56 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Atomic file writes: a reader (or a rerun after a crash) sees the old file or the whole new one.
+
+Every file of a benchmark run folder is written through these helpers: the content goes to a temporary
+file in the same folder, which is then renamed over the target with ``os.replace`` (atomic on POSIX and
+Windows within one file system). An interrupted job therefore never leaves a half-written result that a
+rerun would take for a finished job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["write_atomic", "write_json_atomic", "write_text_atomic"]
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path`` atomically: ``write`` fills a temporary binary file, which then replaces ``path``.
+
+    Args:
+        path: Target file; its folder is created if needed.
+        write: Called with the open temporary file.
+
+    Returns:
+        The target path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text to ``path`` atomically."""
+    return write_atomic(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically (NaN is refused: use ``None``)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
