@@ -1,0 +1,199 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Benchmark config checks, job planning, row aggregation and atomic writes (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from anomalib_promptmad.benchmark.atomic import write_text_atomic
+from anomalib_promptmad.benchmark.cli import main
+from anomalib_promptmad.benchmark.config import BenchmarkConfigError, load_config, parse_config
+from anomalib_promptmad.benchmark.plan import plan_jobs
+from anomalib_promptmad.benchmark.report import build_rows
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = REPO_ROOT / "configs" / "benchmark"
+
+
+def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _minimal(root: Path | None = None) -> dict[str, Any]:
+    return {
+        "image_size": 64,
+        "backbone": "tf_efficientnet_lite0",
+        "datasets": [
+            {
+                "name": "demo",
+                "type": "demo",
+                "root": str(root) if root else None,
+                "categories": ["disc"],
+                "generate": {"image_size": 32, "n_train": 2, "n_test_good": 1, "n_test_defect": 1},
+            }
+        ],
+        "models": [{"name": "Padim", "class_path": "Padim"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        (lambda d: d.update(epochs=3), "epochs", "unknown key"),
+        (lambda d: d.update(settings=["unified", "few_shot"]), "settings[1]", "unknown setting 'few_shot'"),
+        (lambda d: d["models"][0].update(init_args=[1]), "models[0].init_args", "expected a mapping"),
+        (lambda d: d["models"][0].pop("class_path"), "models[0].class_path", "non-empty string"),
+        (lambda d: d["models"].append({"class_path": "Padim"}), "models", "names must be unique"),
+        (lambda d: d["datasets"][0].update(type="visa"), "datasets[0].type", "unknown dataset type"),
+        (lambda d: d.update(image_size=[64]), "image_size", "[height, width]"),
+        (lambda d: d["models"][0].update(settings=["per_class", "x"]), "models[0].settings", "subset"),
+    ],
+)
+def test_bad_keys_are_named_with_the_file(tmp_path: Path, change: Any, key: str, problem: str) -> None:
+    """Every config mistake names the file and the key."""
+    data = _minimal()
+    change(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(BenchmarkConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert problem in str(caught.value)
+
+
+def test_checks_that_need_classes_and_data_fail_before_any_job(tmp_path: Path) -> None:
+    """Unknown argument names, unknown classes, missing roots and categories: errors before any job folder."""
+    cases = [
+        (lambda d: d["models"][0].update(init_args={"n_feature": 10}), "models[0].init_args.n_feature", "n_features"),
+        (lambda d: d["models"][0].update(class_path="Padimm"), "models[0].class_path", "not an anomalib model"),
+        (
+            lambda d: d["datasets"][0].update(type="mvtec", root="no/such/root", generate={}),
+            "datasets[0].root",
+            "does not exist",
+        ),
+        (lambda d: d["datasets"][0].update(categories=["cable"]), "datasets[0].generate", "Unknown demo categories"),
+    ]
+    for index, (change, key, problem) in enumerate(cases):
+        data = _minimal(tmp_path / f"demo{index}")
+        change(data)
+        path = _write(tmp_path, data)
+        with pytest.raises(BenchmarkConfigError, match=problem) as caught:
+            plan_jobs(load_config(path), tmp_path / "run")
+        assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert not (tmp_path / "run" / "jobs").exists()
+
+
+def test_cli_bad_config_exits_2_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad config is a usage error (status 2), distinct from failed jobs (status 1)."""
+    data = _minimal()
+    data["speed"] = {"warmup": -1}
+    status = main(["--config", str(_write(tmp_path, data)), "--output", str(tmp_path / "run")])
+    assert status == 2
+    assert "speed.warmup: must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_shipped_configs_parse() -> None:
+    """The shipped configs are valid; the real one runs the four models in both settings on bottle and pill."""
+    real = load_config(CONFIGS / "mvtec_bottle_pill.yaml")
+    assert [m.name for m in real.models] == ["PromptMAD", "Padim", "Patchcore", "Stfpm"]
+    assert real.settings == ("unified", "per_class")
+    assert real.datasets[0].categories == ("bottle", "pill")
+    assert real.datasets[0].root == Path("../shared/data/mvtec_ad_256")
+    patchcore = next(m for m in real.models if m.name == "Patchcore")
+    assert patchcore.init_args["coreset_sampling_ratio"] == 0.1
+    load_config(CONFIGS / "demo_tiny.yaml")
+
+
+def test_plan_resolves_shared_backbone_and_settings(tmp_path: Path) -> None:
+    """Per-class jobs per category; baselines get the shared backbone, its layers and pre-processing."""
+    data = _minimal(tmp_path / "demo")
+    data["datasets"][0]["categories"] = ["disc", "fabric"]
+    data["models"].append({"name": "Stfpm", "class_path": "Stfpm", "max_epochs": 3, "settings": ["unified"]})
+    jobs = plan_jobs(parse_config(data, source="inline"), tmp_path / "run")
+    assert [job.id for job in jobs] == [
+        "demo__unified__Padim",
+        "demo__unified__Stfpm",
+        "demo__per_class__Padim__disc",
+        "demo__per_class__Padim__fabric",
+    ]
+    stfpm = jobs[1].model_settings
+    assert stfpm["init_args"] == {
+        "backbone": "tf_efficientnet_lite0",
+        "layers": ["blocks.1", "blocks.2", "blocks.4"],
+        "evaluator": False,
+        "visualizer": False,
+    }
+    assert stfpm["max_epochs"] == 3
+    assert stfpm["pre_processor"] == {"backbone": "tf_efficientnet_lite0", "image_size": [64, 64]}
+    assert jobs[2].categories == ["disc"] and jobs[0].categories == ["disc", "fabric"]
+
+
+def _result(job_id: str, setting: str, metrics: dict[str, float], fit_s: float, memory: float) -> dict[str, Any]:
+    full = {name: value for name, value in metrics.items()}
+    categories = ["disc", "fabric"] if setting == "unified" else [job_id.rsplit("__", 1)[1]]
+    return {
+        "job": {
+            "id": job_id,
+            "dataset": "demo",
+            "setting": setting,
+            "model": "Padim",
+            "model_settings": {"class_path": "Padim", "init_args": {}, "max_epochs": 1, "pre_processor": None},
+        },
+        "metrics": {c: {**full, "image_AUROC": full["image_AUROC"] + i * 0.1} for i, c in enumerate(categories)},
+        "counts": {c: {"n_images": 7, "n_anomalous": 4} for c in categories},
+        "cost": {"fit_s": fit_s, "images_per_s": {"1": 10.0, "8": 40.0}, "peak_memory_mib": memory},
+    }
+
+
+def test_rows_aggregate_per_class_cost_and_mean() -> None:
+    """per_class mean row: quality averaged, fit time summed, memory maximal; unified: the job's own cost."""
+    config = parse_config(_minimal(), source="inline")
+    metrics = {
+        "image_AUROC": 0.5,
+        "image_AP": 0.6,
+        "pixel_AUROC": 0.7,
+        "pixel_AP": None,
+        "AUPRO": 0.8,
+        "image_F1Max": 0.9,
+    }
+    results = [
+        _result("demo__unified__Padim", "unified", metrics, 5.0, 900.0),
+        _result("demo__per_class__Padim__disc", "per_class", metrics, 2.0, 800.0),
+        _result("demo__per_class__Padim__fabric", "per_class", metrics, 3.0, 850.0),
+    ]
+    rows = {(r["setting"], r["category"]): r for r in build_rows(config, results)}
+    assert rows["per_class", "mean"]["fit_s"] == 5.0
+    assert rows["per_class", "mean"]["peak_memory_mib"] == 850.0
+    assert rows["per_class", "mean"]["n_images"] == 14
+    assert rows["per_class", "disc"]["image_AUROC"] == 0.5  # each per-class job holds one category
+    assert rows["unified", "mean"]["image_AUROC"] == pytest.approx(0.55)
+    assert rows["unified", "fabric"]["fit_s"] == 5.0
+    assert rows["unified", "mean"]["pixel_AP"] is None  # undefined everywhere: no number is made up
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> None:
+    """An interrupted write leaves the previous content and no temporary file."""
+    target = tmp_path / "result.json"
+    write_text_atomic(target, "old")
+
+    class Interrupted(BaseException):
+        pass
+
+    def write(file: Any) -> None:
+        file.write(b"half")
+        raise Interrupted
+
+    from anomalib_promptmad.benchmark.atomic import write_atomic
+
+    with pytest.raises(Interrupted):
+        write_atomic(target, write)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
