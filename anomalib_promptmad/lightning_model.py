@@ -47,11 +47,21 @@ from anomalib_promptmad.losses import PromptMADLoss
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
 from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
 from anomalib_promptmad.registration import publish
+from anomalib_promptmad.reliability import (
+    check_finite_losses,
+    check_precision,
+    install_checkpoint_safety,
+    reseed_for_epoch,
+    run_seed,
+)
 from anomalib_promptmad.torch_model import PromptMADModel
 
 __all__ = ["PromptMAD"]
 
 logger = logging.getLogger(__name__)
+
+# Checkpoint key of the training prompt bank (category index -> stacked recent normal features).
+_PROMPT_BANK_KEY = "promptmad_prompt_bank"
 
 _NO_CATEGORIES = (
     "PromptMAD needs category names: pass `categories=[...]` to PromptMAD, load a trained checkpoint, or use a "
@@ -186,6 +196,9 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self.categories: list[str] | None = list(categories) if categories else None
         self.text_encoder = text_encoder
         self.prompt_library = [prompt_library] if isinstance(prompt_library, str) else prompt_library
+        if self.prompt_library:
+            # read the user's prompt files now: a missing or malformed file fails before any data or training work
+            PromptLibrary.from_yaml(*self.prompt_library)
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
@@ -231,6 +244,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self.synthesizer = AnomalySynthesizer(cutpaste_probability=cutpaste_probability, texture_dir=texture_dir)
         self.hparams["backbone_weights_used"] = self.model.backbone.weights_source
         self._needs_calibration = False
+        self._run_seed: int | None = None
 
     # ------------------------------------------------------------------ components
     @classmethod
@@ -299,6 +313,10 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         if self.categories is not None:
             self.hparams["categories"] = list(self.categories)
         if stage == "fit":
+            # refuse an unsupported precision and make checkpoints resumable before any long work starts
+            check_precision(self.trainer.precision)
+            install_checkpoint_safety(self.trainer)
+            self._run_seed = run_seed()
             self._check_datamodule_categories()
             if self.model.text_tokens is not None and not self.model.text_tokens.is_set:
                 self._set_text_embeddings()
@@ -348,8 +366,10 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
-        """Calibration goes stale as soon as the weights move."""
+        """Calibration goes stale as soon as the weights move; seed the epoch so a resumed run repeats it."""
         self._needs_calibration = True
+        if self._run_seed is not None:
+            reseed_for_epoch(self._run_seed, self.current_epoch)
 
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Synthesise anomalies, reconstruct with a normal prompt, and compute the losses."""
@@ -358,10 +378,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         category = self.category_indices(batch.image_path)
         # one generator per step: deterministic under the run's seed, and identical after a resume
         generator = torch.Generator(device=images.device).manual_seed(torch.initial_seed() % 2**31 + self.global_step)
-        anomalous, masks = self.synthesizer(images, generator)
+        # anomaly synthesis is data preparation: full precision also under mixed-precision autocast
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            anomalous, masks = self.synthesizer(images.float(), generator)
         outputs = self.model.training_outputs(images, anomalous, masks, category, self._clean_features(batch))
         pixel_logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
         terms = self.loss(outputs["reconstruction"], outputs["target"], pixel_logits, outputs["mask"])
+        # stop before the optimiser step: a NaN must never reach the weights or a checkpoint
+        check_finite_losses(terms, step=self.global_step, epoch=self.current_epoch)
         for name, value in terms.items():
             self.log(f"train_{name}", value.detach(), on_epoch=True, prog_bar=name == "loss", batch_size=len(images))
         return {"loss": terms["loss"]}
@@ -507,6 +531,13 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         super().on_save_checkpoint(checkpoint)
         if self.categories is not None:
             checkpoint.setdefault("hyper_parameters", {})["categories"] = list(self.categories)
+        trainer = self._trainer
+        if trainer is not None and trainer.max_epochs is not None and self.current_epoch + 1 < trainer.max_epochs:
+            # the training prompt bank is plain Python state: without it a resumed run would draw other prompts
+            # than the interrupted one. Left out of the final checkpoint (inference never uses it; ~50 MB for
+            # 15 categories at 256 px).
+            bank = self.model._prompt_bank  # noqa: SLF001
+            checkpoint[_PROMPT_BANK_KEY] = {label: torch.stack(features) for label, features in bank.items() if features}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Take the category names from the checkpoint: they index its text embeddings, prompts and prototypes.
@@ -515,6 +546,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         datamodule's, which may be fewer or in another order.
         """
         super().on_load_checkpoint(checkpoint)
+        if _PROMPT_BANK_KEY in checkpoint:
+            self.model._prompt_bank = {  # noqa: SLF001 - restored for an exact resume (see on_save_checkpoint)
+                int(label): [feature.to(self.device) for feature in features]
+                for label, features in checkpoint[_PROMPT_BANK_KEY].items()
+            }
         categories = checkpoint.get("hyper_parameters", {}).get("categories")
         if categories:
             self.categories = list(categories)
