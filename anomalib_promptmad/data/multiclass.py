@@ -45,24 +45,29 @@ from __future__ import annotations
 import copy
 import logging
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from anomalib.data.datamodules.base.image import AnomalibDataModule
+from anomalib.data import DatasetItem
 from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.datasets.image.folder import FolderDataset
 from anomalib.data.datasets.image.mvtecad import IMG_EXTENSIONS, MVTecADDataset
 from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from anomalib.utils.path import resolve_dataset_root
+from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms.v2 import Transform
 
 from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+from anomalib_promptmad.data.validation import validate_samples
 from anomalib_promptmad.registration import publish
+from anomalib_promptmad.reliability import run_seed
 
-__all__ = ["MultiClassDataModule", "MultiClassDataset", "MultiClassFolder", "MultiClassMVTecAD"]
+__all__ = ["EpochShuffleSampler", "MultiClassDataModule", "MultiClassDataset", "MultiClassFolder", "MultiClassMVTecAD"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +108,21 @@ class MultiClassDataset(AnomalibDataset):
         """Name of the dataset."""
         return self._name
 
+    def __getitem__(self, index: int) -> DatasetItem:
+        """The sample at ``index``; a file that fails to load is named in the error.
+
+        The datamodules check every file's header and end before training (:mod:`.validation`); this
+        catches what only a full decode finds (damaged pixel data inside an intact file) or a file changed
+        since, with the path that PIL's own message lacks.
+        """
+        try:
+            return super().__getitem__(index)
+        except (OSError, SyntaxError, ValueError) as error:
+            row = self.samples.iloc[index]
+            mask = f" (mask {row.mask_path})" if isinstance(row.get("mask_path"), str) else ""
+            msg = f"cannot load sample {index}: image {row.image_path}{mask}: {error}. Replace or remove the file."
+            raise OSError(msg) from error
+
     @property
     def categories(self) -> list[str]:
         """Sorted categories present in ``samples``."""
@@ -134,6 +154,8 @@ class MultiClassDataModule(AnomalibDataModule):
         val_split_ratio (float): Share of each category's training normals (``synthetic``,
             ``from_train``) or test images (``from_test``) used for validation.
         seed (int | None): Seed of the splits and synthetic anomalies; ``None`` means 0.
+        validate_files (bool): Check every image and mask file of the categories in ``__init__`` (see
+            :mod:`anomalib_promptmad.data.validation`); one error lists every unusable file.
     """
 
     def __init__(
@@ -152,6 +174,7 @@ class MultiClassDataModule(AnomalibDataModule):
         val_split_mode: ValSplitMode | str,
         val_split_ratio: float,
         seed: int | None,
+        validate_files: bool = True,
     ) -> None:
         super().__init__(
             train_batch_size=train_batch_size,
@@ -179,6 +202,9 @@ class MultiClassDataModule(AnomalibDataModule):
                 raise ValueError(msg)
         self.root = Path(root)
         self.categories = self._resolve_categories(categories)
+        if validate_files:
+            # here, not in setup: the Engine creates its results folder before setup runs
+            self.validate_files()
 
     # ------------------------------------------------------------------ categories
 
@@ -235,6 +261,20 @@ class MultiClassDataModule(AnomalibDataModule):
             raise ValueError(msg)
         return sorted(requested)
 
+    def validate_files(self) -> None:
+        """Check every image and mask file of the selected categories (headers and file ends, no decoding).
+
+        Raises:
+            DataValidationError: One error listing each unusable file (corrupt, truncated, 16-bit, a mask
+                whose size differs from its image) with its fix.
+        """
+        tables = [
+            self._load_category(category, split).samples
+            for category in self.categories
+            for split in (Split.TRAIN, Split.TEST)
+        ]
+        validate_samples(pd.concat(tables, ignore_index=True), f"{self.__class__.__name__} '{self.root}'")
+
     def _category_dirs(self) -> list[Path]:
         return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -250,6 +290,27 @@ class MultiClassDataModule(AnomalibDataModule):
     def prepare_data(self) -> None:
         """Check that the data is still there; never downloads (anomalib's MVTecAD would)."""
         self._resolve_categories(self.categories)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches whose order depends only on the run's seed and the epoch.
+
+        anomalib's loader shuffles from the global random state, which a checkpoint does not hold and which
+        Lightning draws from *before* the first epoch of a resumed run starts: a resumed run would see other
+        batches than the interrupted one. Under DDP Lightning wraps this sampler in a distributed one.
+        """
+        return DataLoader(
+            dataset=self.train_data,
+            sampler=EpochShuffleSampler(len(self.train_data), self._current_epoch),
+            batch_size=self.train_batch_size,
+            num_workers=self.num_workers,
+            collate_fn=self.external_collate_fn or self.train_data.collate_fn,
+            # its own generator: creating the iterator must not consume the global random state
+            generator=torch.Generator().manual_seed(run_seed()),
+        )
+
+    def _current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
 
     # ------------------------------------------------------------------ splits
 
@@ -330,6 +391,27 @@ class MultiClassDataModule(AnomalibDataModule):
             raise ValueError(msg)
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation per epoch, drawn from ``(run seed, epoch)`` when iteration starts.
+
+    Args:
+        length: Number of samples.
+        epoch: Returns the current epoch (read at each ``iter()``: Lightning creates a resumed run's first
+            iterator before it calls ``set_epoch``).
+    """
+
+    def __init__(self, length: int, epoch: Callable[[], int]) -> None:
+        self.length = length
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed((run_seed() * 1_000_003 + self.epoch()) % 2**63)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
 def split_per_category(
     dataset: AnomalibDataset,
     ratio: float,
@@ -397,6 +479,8 @@ class MultiClassMVTecAD(MultiClassDataModule):
         val_split_ratio (float): Share of each category's training normals held out for validation
             (each appears twice: normal and synthetic anomaly). Defaults to ``0.1``.
         seed (int | None): Seed of splits and synthetic anomalies (``None``: 0). Defaults to ``None``.
+        validate_files (bool): Check every image and mask file in ``__init__`` (headers and file ends, about
+            0.25 ms a file). Defaults to ``True``.
 
     Raises:
         FileNotFoundError: If ``root`` is missing or holds no category in the MVTec layout.
@@ -424,6 +508,7 @@ class MultiClassMVTecAD(MultiClassDataModule):
         val_split_mode: ValSplitMode | str = ValSplitMode.SYNTHETIC,
         val_split_ratio: float = 0.1,
         seed: int | None = None,
+        validate_files: bool = True,
     ) -> None:
         super().__init__(
             root=resolve_dataset_root(root, "MVTecAD"),
@@ -440,6 +525,7 @@ class MultiClassMVTecAD(MultiClassDataModule):
             val_split_mode=val_split_mode,
             val_split_ratio=val_split_ratio,
             seed=seed,
+            validate_files=validate_files,
         )
 
     @property
@@ -473,7 +559,21 @@ def _mvtec_category_problem(folder: Path) -> str | None:
         masks = folder / "ground_truth" / defect.name
         n_masks = sum(p.suffix in IMG_EXTENSIONS for p in masks.iterdir()) if masks.is_dir() else 0
         if n_images != n_masks:
-            return f"{n_images} images in test/{defect.name} but {n_masks} masks in ground_truth/{defect.name}"
+            problem = f"{n_images} images in test/{defect.name} but {n_masks} masks in ground_truth/{defect.name}"
+            mask_stems = {p.stem for p in masks.iterdir() if p.suffix in IMG_EXTENSIONS} if masks.is_dir() else set()
+            unmatched = sorted(
+                p.name
+                for p in defect.iterdir()
+                if p.suffix in IMG_EXTENSIONS and not {p.stem, f"{p.stem}_mask"} & mask_stems
+            )
+            if unmatched:
+                # name the files: a count alone sends the user searching through the folder
+                shown = ", ".join(f"test/{defect.name}/{name}" for name in unmatched[:5])
+                problem += (
+                    f"; without a mask: {shown}{' ...' if len(unmatched) > 5 else ''} (add "
+                    f"ground_truth/{defect.name}/<name>_mask.png for each, or move the image out of test/)"
+                )
+            return problem
     return None
 
 
@@ -517,6 +617,8 @@ class MultiClassFolder(MultiClassDataModule):
         val_split_mode (ValSplitMode | str): Defaults to ``"synthetic"`` (leak-free).
         val_split_ratio (float): Defaults to ``0.1``.
         seed (int | None): Seed of splits and synthetic anomalies (``None``: 0). Defaults to ``None``.
+        validate_files (bool): Check every image and mask file in ``__init__`` (headers and file ends, about
+            0.25 ms a file). Defaults to ``True``.
 
     Raises:
         FileNotFoundError: If ``root`` is missing or no category folder has images in ``normal_dir``.
@@ -544,6 +646,7 @@ class MultiClassFolder(MultiClassDataModule):
         val_split_mode: ValSplitMode | str = ValSplitMode.SYNTHETIC,
         val_split_ratio: float = 0.1,
         seed: int | None = None,
+        validate_files: bool = True,
     ) -> None:
         self.normal_dir = _as_patterns(normal_dir)
         self.abnormal_dir = _as_patterns(abnormal_dir)
@@ -568,6 +671,7 @@ class MultiClassFolder(MultiClassDataModule):
             val_split_mode=val_split_mode,
             val_split_ratio=val_split_ratio,
             seed=seed,
+            validate_files=validate_files,
         )
 
     @property
