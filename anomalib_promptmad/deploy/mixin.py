@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,16 @@ class DeploymentMixin:
             The loaded model.
         """
         if isinstance(checkpoint_path, str | Path) and Path(checkpoint_path).is_file():
-            # the same unpickling Lightning is about to do with this file; mmap avoids reading the tensors twice
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
-            check_promptmad_checkpoint(checkpoint, checkpoint_path)
+            # the same load Lightning is about to do (same `weights_only`: torch's safe default unless the caller
+            # opts out); mmap avoids reading the tensors twice
+            weights_only = kwargs.get("weights_only")
+            options = {} if weights_only is None else {"weights_only": weights_only}
+            try:
+                checkpoint = torch.load(checkpoint_path, map_location="cpu", mmap=True, **options)
+            except pickle.UnpicklingError:
+                checkpoint = None  # Lightning's own load below raises the explanatory error
+            if checkpoint is not None:
+                check_promptmad_checkpoint(checkpoint, checkpoint_path)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
