@@ -313,9 +313,10 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         if self.categories is not None:
             self.hparams["categories"] = list(self.categories)
         if stage == "fit":
-            # refuse an unsupported precision and make checkpoints resumable before any long work starts
-            check_precision(self.trainer.precision)
-            install_checkpoint_safety(self.trainer)
+            if self._trainer is not None:  # setup("fit") may also be called by hand, without a trainer
+                # refuse an unsupported precision and make checkpoints resumable before any long work starts
+                check_precision(self.trainer.precision)
+                install_checkpoint_safety(self.trainer)
             self._run_seed = run_seed()
             self._check_datamodule_categories()
             if self.model.text_tokens is not None and not self.model.text_tokens.is_set:

@@ -108,8 +108,10 @@ def test_shipped_configs_parse() -> None:
     assert real.datasets[0].categories == ("bottle", "pill")
     assert real.datasets[0].root == Path("../shared/data/mvtec_ad_256")
     patchcore = next(m for m in real.models if m.name == "Patchcore")
-    assert patchcore.init_args["coreset_sampling_ratio"] == 0.1
+    assert patchcore.init_args["coreset_sampling_ratio"] == 0.01
     load_config(CONFIGS / "demo_tiny.yaml")
+    ablations = load_config(CONFIGS / "ablations_bottle_pill.yaml")
+    assert [m.init_args["use_text_prompts"] for m in ablations.models] == [False, True, True, True, True]
 
 
 def test_plan_resolves_shared_backbone_and_settings(tmp_path: Path) -> None:
