@@ -21,24 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tiny_model
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 64
-TINY_MODEL: dict[str, Any] = {
-    "image_size": IMAGE_SIZE,
-    "backbone": "tf_efficientnet_lite0",
-    "backbone_weights": "packaged",
-    "text_encoder": "minilm",
-    "hidden_dim": 32,
-    "num_heads": 4,
-    "num_encoder_layers": 1,
-    "num_decoder_layers": 1,
-    "dim_feedforward": 64,
-    "segmentor_dim": 32,
-    "diffusion_steps": 3,
-    "learning_rate": 1e-3,
-    "calibration_images": 8,
-    "max_epochs": 2,
-}
+TINY_MODEL: dict[str, Any] = {**tiny_model.TINY_MODEL, "image_size": IMAGE_SIZE, "max_epochs": 2}
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

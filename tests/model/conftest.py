@@ -20,28 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_model
 import torch
 
 IMAGE_SIZE = 64
 EPOCHS = 8
 SEED = 0
 
-# Tiny but complete: every stage of the method (text prompts, segmentor, diffusion) is present.
-TINY_MODEL: dict[str, Any] = {
-    "image_size": IMAGE_SIZE,
-    "backbone": "tf_efficientnet_lite0",
-    "backbone_weights": "packaged",
-    "text_encoder": "minilm",
-    "hidden_dim": 32,
-    "num_heads": 4,
-    "num_encoder_layers": 1,
-    "num_decoder_layers": 1,
-    "dim_feedforward": 64,
-    "segmentor_dim": 32,
-    "diffusion_steps": 3,
-    "learning_rate": 1e-3,
-    "calibration_images": 8,
-}
+TINY_MODEL: dict[str, Any] = {**tiny_model.TINY_MODEL, "image_size": IMAGE_SIZE}
 
 
 @dataclass
@@ -155,11 +141,13 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             del pl_module
-            self.history.append({
-                name.removesuffix("_epoch"): float(value)
-                for name, value in trainer.callback_metrics.items()
-                if name.startswith("train_") and name.endswith("_epoch")
-            })
+            self.history.append(
+                {
+                    name.removesuffix("_epoch"): float(value)
+                    for name, value in trainer.callback_metrics.items()
+                    if name.startswith("train_") and name.endswith("_epoch")
+                }
+            )
 
     seed_everything(SEED, workers=True)
     recorder = EpochMetrics()

@@ -19,30 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tiny_model
 import torch
+from run_support import EPOCHS, read_result
 
 IMAGE_SIZE = 32
-EPOCHS = 3
 BATCH_SIZE = 4
 SCRIPT = Path(__file__).with_name("train_run.py")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# Tiny but complete: every stage of the method (text prompts, segmentor, diffusion) is present.
-TINY_MODEL: dict[str, Any] = {
-    "image_size": IMAGE_SIZE,
-    "backbone": "tf_efficientnet_lite0",
-    "backbone_weights": "packaged",
-    "text_encoder": "minilm",
-    "hidden_dim": 32,
-    "num_heads": 4,
-    "num_encoder_layers": 1,
-    "num_decoder_layers": 1,
-    "dim_feedforward": 64,
-    "segmentor_dim": 32,
-    "diffusion_steps": 3,
-    "learning_rate": 1e-3,
-    "calibration_images": 8,
-}
+TINY_MODEL: dict[str, Any] = {**tiny_model.TINY_MODEL, "image_size": IMAGE_SIZE}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -88,7 +74,7 @@ def train_in_subprocess(
     }
     out.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(SCRIPT), "--root", str(root), "--out", str(out), "--model", json.dumps(model)]
-    return subprocess.run(  # noqa: S603 - our own script
+    return subprocess.run(
         [*command, "--batch-size", str(BATCH_SIZE), *extra],
         cwd=out,
         env=environment,
@@ -97,12 +83,6 @@ def train_in_subprocess(
         timeout=timeout,
         check=False,
     )
-
-
-def read_result(out: Path, process: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """The ``result.json`` of a finished run; fails the test with the run's output if it failed."""
-    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-5000:]
-    return json.loads((out / "result.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import EPOCHS, read_result
+from run_support import EPOCHS, read_result
 
 # Batch order, dropout, jitter and training prompts depend only on (seed, epoch) and the checkpoint:
 # the resumed run recomputes the lost epoch exactly (measured difference: 0.0).
