@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from anomalib_promptmad.atomic_write import write_atomic
 
 __all__ = [
     "SUPPORTED_PRECISIONS",
@@ -63,7 +63,7 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
     URLs (``s3://``, ...) keep Lightning's own transactional write.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:  # noqa: ANN401
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         """Write ``checkpoint`` to ``path`` atomically.
 
         Args:
@@ -77,19 +77,7 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
         if storage_options is not None:
             msg = f"{type(self).__name__} does not support storage_options, got {storage_options!r}"
             raise TypeError(msg)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            # KeyboardInterrupt included: never leave the partial file behind
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda file: torch.save(checkpoint, file))
 
 
 def install_checkpoint_safety(trainer: Trainer) -> None:
@@ -112,11 +100,11 @@ def install_checkpoint_safety(trainer: Trainer) -> None:
             continue
         if callback.save_last is None:
             callback.save_last = True
-        if callback.monitor is None and callback._save_on_train_epoch_end is None:  # noqa: SLF001
+        if callback.monitor is None and callback._save_on_train_epoch_end is None:
             # PromptMAD validates at the last epoch only (check_val_every_n_epoch = max_epochs), and Lightning
             # then saves only after validation: a crash would lose every epoch. Save after every training
             # epoch instead (after the epoch's validation, if any, so the last checkpoint is calibrated).
-            callback._save_on_train_epoch_end = True  # noqa: SLF001 - the constructor's save_on_train_epoch_end
+            callback._save_on_train_epoch_end = True
 
 
 def run_seed() -> int:
@@ -138,7 +126,7 @@ def reseed_for_epoch(seed: int, epoch: int) -> None:
     # a large odd multiplier spreads neighbouring (seed, epoch) pairs; 2**32 keeps NumPy happy
     value = (int(seed) * 1_000_003 + int(epoch)) % 2**32
     random.seed(value)
-    np.random.seed(value)  # noqa: NPY002 - the legacy global state is what user code and libraries draw from
+    np.random.seed(value)
     torch.manual_seed(value)
 
 
@@ -158,7 +146,9 @@ def check_finite_losses(terms: Mapping[str, torch.Tensor], step: int, epoch: int
     total = terms["loss"]
     if bool(torch.isfinite(total.detach()).all()):
         return
-    bad = {name: float(value.detach().float().mean()) for name, value in terms.items() if not torch.isfinite(value).all()}
+    bad = {
+        name: float(value.detach().float().mean()) for name, value in terms.items() if not torch.isfinite(value).all()
+    }
     msg = (
         f"PromptMAD: non-finite loss at epoch {epoch}, global step {step}: {bad}. Training stopped before the "
         "optimiser step, so no checkpoint holds these weights; resume from the last checkpoint after a fix. "

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from anomalib_promptmad.benchmark.atomic import write_text_atomic
+from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.benchmark.config import BenchmarkConfig
 from anomalib_promptmad.benchmark.figures import bar_charts, map_figures
 from anomalib_promptmad.benchmark.job import RESULT_FILE

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from anomalib_promptmad.benchmark.atomic import write_json_atomic
+from anomalib_promptmad.atomic_write import write_json_atomic
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, load_config
 from anomalib_promptmad.benchmark.job import ERROR_FILE, JOB_FILE, MAPS_FILE, RESULT_FILE
 from anomalib_promptmad.benchmark.plan import JobSpec, plan_jobs

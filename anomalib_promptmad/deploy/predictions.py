@@ -14,8 +14,7 @@ target, so a crash never leaves a half-written table.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 from torch import nn
+
+from anomalib_promptmad.atomic_write import write_text_atomic
 
 __all__ = [
     "CSV_COLUMNS",
@@ -91,20 +92,12 @@ def write_predictions_csv(rows: Sequence[PredictionRow], path: str | Path) -> Pa
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(CSV_COLUMNS)
-            for row in rows:
-                writer.writerow([row.image_path, f"{row.pred_score:.6f}", int(row.pred_label), row.category])
-        os.replace(temporary, path)  # atomic on POSIX and Windows within one file system
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([row.image_path, f"{row.pred_score:.6f}", int(row.pred_label), row.category])
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def _find_promptmad_network(module: nn.Module) -> nn.Module | None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from anomalib_promptmad.benchmark.atomic import write_text_atomic
+from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.benchmark.cli import main
 from anomalib_promptmad.benchmark.config import BenchmarkConfigError, load_config, parse_config
 from anomalib_promptmad.benchmark.plan import plan_jobs
@@ -193,7 +193,7 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> Non
         file.write(b"half")
         raise Interrupted
 
-    from anomalib_promptmad.benchmark.atomic import write_atomic
+    from anomalib_promptmad.atomic_write import write_atomic
 
     with pytest.raises(Interrupted):
         write_atomic(target, write)

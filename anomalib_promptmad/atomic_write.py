@@ -3,10 +3,10 @@
 
 """Atomic file writes: a reader (or a rerun after a crash) sees the old file or the whole new one.
 
-Every file of a benchmark run folder is written through these helpers: the content goes to a temporary
-file in the same folder, which is then renamed over the target with ``os.replace`` (atomic on POSIX and
-Windows within one file system). An interrupted job therefore never leaves a half-written result that a
-rerun would take for a finished job.
+Benchmark results, prediction tables and checkpoints are written through these helpers: the content goes
+to a temporary file in the same folder, which is then renamed over the target with ``os.replace`` (atomic
+on POSIX and Windows within one file system). An interrupted run therefore never leaves a half-written
+file that a rerun or a reader would take for a finished one.
 """
 
 from __future__ import annotations
