@@ -13,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from anomalib_promptmad.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -34,16 +35,4 @@ if TYPE_CHECKING:
     from anomalib_promptmad.lightning_model import PromptMAD
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401
-    """Import public names on first access (PEP 562)."""
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        msg = f"module 'anomalib_promptmad' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_EXPORTS, __all__)

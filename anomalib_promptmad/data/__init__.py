@@ -14,8 +14,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from anomalib_promptmad.lazy_exports import lazy_exports
 
 __all__ = [
     "AnomalySynthesizer",
@@ -48,16 +49,4 @@ if TYPE_CHECKING:
     from anomalib_promptmad.data.synthetic.synthesizer import AnomalySynthesizer
 
 
-def __getattr__(name: str) -> Any:
-    """Import public names on first access."""
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        msg = f"module 'anomalib_promptmad.data' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_EXPORTS, __all__)
