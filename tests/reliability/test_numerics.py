@@ -26,6 +26,17 @@ def _datamodule(root: Path) -> MultiClassMVTecAD:
     return MultiClassMVTecAD(root=root, train_batch_size=4, eval_batch_size=8, num_workers=0)
 
 
+def _calibrated_model_and_test_batch(demo_root: Path, model_settings: dict[str, Any]) -> tuple[Any, Any, torch.Tensor]:
+    """An untrained tiny PromptMAD calibrated on the demo data, a test batch and its pre-processed images."""
+    model = PromptMAD(**{**model_settings, "categories": ["disc", "fabric"]})
+    datamodule = _datamodule(demo_root)
+    datamodule.setup("fit")
+    model.model.set_text_embeddings(torch.nn.functional.normalize(torch.randn(2, 2, 384), dim=-1))
+    model.calibrate(datamodule.train_data)
+    batch = next(iter(datamodule.test_dataloader()))
+    return model, batch, model.pre_processor.transform(batch.image)
+
+
 def test_nan_loss_stops_training_before_a_broken_checkpoint(
     demo_root: Path, model_settings: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -41,7 +52,9 @@ def test_nan_loss_stops_training_before_a_broken_checkpoint(
 
     model.loss.forward = poisoned
     engine = _engine(tmp_path)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1, global step \d+: \{'focal': nan, 'loss': nan\}.*learning_rate"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"epoch 1, global step \d+: \{'focal': nan, 'loss': nan\}.*learning_rate"
+    ):
         engine.fit(model=model, datamodule=_datamodule(demo_root))
     (last,) = tmp_path.rglob("last.ckpt")
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
@@ -80,13 +93,7 @@ def test_fp16_autocast_keeps_losses_and_maps_finite(demo_root: Path, model_setti
 
     Lightning turns '16-mixed' on CPU into bf16, so fp16 numerics are checked with torch.autocast directly.
     """
-    model = PromptMAD(**{**model_settings, "categories": ["disc", "fabric"]})
-    datamodule = _datamodule(demo_root)
-    datamodule.setup("fit")
-    model.model.set_text_embeddings(torch.nn.functional.normalize(torch.randn(2, 2, 384), dim=-1))
-    model.calibrate(datamodule.train_data)
-    batch = next(iter(datamodule.test_dataloader()))
-    images = model.pre_processor.transform(batch.image)
+    model, batch, images = _calibrated_model_and_test_batch(demo_root, model_settings)
     category = model.category_indices(batch.image_path)
     model.model.eval()
     with torch.no_grad():
@@ -108,13 +115,7 @@ def test_fp16_autocast_keeps_losses_and_maps_finite(demo_root: Path, model_setti
 
 def test_inference_gives_the_same_map_every_time(demo_root: Path, model_settings: dict[str, Any]) -> None:
     """Same image, same map: no random prompt at test time, dropout off, across calls and batch positions."""
-    model = PromptMAD(**{**model_settings, "categories": ["disc", "fabric"]})
-    datamodule = _datamodule(demo_root)
-    datamodule.setup("fit")
-    model.model.set_text_embeddings(torch.nn.functional.normalize(torch.randn(2, 2, 384), dim=-1))
-    model.calibrate(datamodule.train_data)
-    batch = next(iter(datamodule.test_dataloader()))
-    images = model.pre_processor.transform(batch.image)
+    model, _, images = _calibrated_model_and_test_batch(demo_root, model_settings)
     model.model.eval()
     with torch.no_grad():
         first = model.model(images)
