@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max, F1Score
@@ -43,6 +44,7 @@ from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.synthetic import AnomalySynthesizer
 from anomalib_promptmad.deploy.mixin import DeploymentMixin
+from anomalib_promptmad.fusion_rule import FusionRule, choose_fusion_rule
 from anomalib_promptmad.losses import PromptMADLoss
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
 from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
@@ -62,6 +64,12 @@ logger = logging.getLogger(__name__)
 
 # Checkpoint key of the training prompt bank (category index -> stacked recent normal features).
 _PROMPT_BANK_KEY = "promptmad_prompt_bank"
+
+# fusion= values: how each category's fusion rule is set at calibration
+_FUSION_MODES = ("validation", "sum", "product")
+
+# Side of the grid on which validation maps are compared: AP barely moves with resolution, memory does.
+_FUSION_SELECTION_SIZE = 128
 
 _NO_CATEGORIES = (
     "PromptMAD needs category names: pass `categories=[...]` to PromptMAD, load a trained checkpoint, or use a "
@@ -110,7 +118,13 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         diffusion_steps: Diffusion refinement steps; 0 switches it off (ablation switch).
         diffusion_beta_range: Linear beta schedule ``(start, end)``.
         segmentor_dim: Segmentor width.
-        segmentation_weight: Weight of the pixel-head probability in the anomaly map.
+        fusion: How each category's distance map ``D`` and pixel-head probability ``P`` are fused:
+            ``"validation"`` (default) picks, per category, the rule with the best pixel AP on the validation
+            split (held-out normals plus synthetic defects) among the sums ``(1 - w) * D + w * P``,
+            ``w = 0, 0.1, ..., 1``, and the product ``D * P``; ``"sum"`` uses ``segmentation_weight``;
+            ``"product"`` uses ``D * P``. See :mod:`anomalib_promptmad.fusion_rule`.
+        segmentation_weight: Weight ``w`` of ``P`` for ``fusion="sum"``, and the fallback rule for a category
+            whose validation images have no anomalous pixel.
         score_pool_size: Average-pool window of the image score.
         reconstruction_weight: Loss weight of the feature restoration MSE.
         focal_weight: Loss weight of the focal loss; 0 switches it off (ablation switch).
@@ -158,6 +172,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         diffusion_steps: int = 10,
         diffusion_beta_range: tuple[float, float] = (1e-3, 0.5),
         segmentor_dim: int = 128,
+        fusion: str = "validation",
         segmentation_weight: float = 0.5,
         score_pool_size: int = 16,
         reconstruction_weight: float = 1.0,
@@ -211,6 +226,12 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             raise ValueError(msg)
         self.feature_cache_mb = feature_cache_mb
         self.feature_cache: FeatureCache | None = None
+        if fusion not in _FUSION_MODES:
+            msg = f"fusion must be one of {list(_FUSION_MODES)}, got {fusion!r}"
+            raise ValueError(msg)
+        self.fusion = fusion
+        self.fixed_fusion_rule = FusionRule(weight=segmentation_weight)  # validates the weight
+        self.fusion_scores: dict[str, dict[str, float]] = {}
 
         self.model = PromptMADModel(
             image_size=size,
@@ -231,7 +252,6 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             diffusion_steps=diffusion_steps,
             diffusion_beta_range=diffusion_beta_range,
             segmentor_dim=segmentor_dim,
-            segmentation_weight=segmentation_weight,
             score_pool_size=score_pool_size,
         )
         self.loss = PromptMADLoss(
@@ -466,17 +486,20 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             self.calibrate()
 
     @torch.no_grad()
-    def calibrate(self, dataset: Any = None) -> None:  # noqa: ANN401 - any anomalib dataset
-        """Fit the inference buffers from normal training images.
+    def calibrate(self, dataset: Any = None, validation: Any = None) -> None:  # noqa: ANN401 - anomalib datasets
+        """Fit the inference buffers from normal training images, then choose the fusion rules.
 
         1. Category prototypes: mean global descriptor of each category's training images.
         2. Normal image prompt: per category, the training image closest to its prototype (a medoid,
            so the prompt is a real normal image and the choice is deterministic).
         3. Map scale: per category, the mean ``map_scale_quantile`` of the distance maps of up to
            ``calibration_images`` other training images.
+        4. Fusion rule: per category, as set by ``fusion`` (by default the best on the validation split).
 
         Args:
             dataset: Dataset of normal training images; default ``trainer.datamodule.train_data``.
+            validation: Validation dataset (normals and defects with masks) for ``fusion="validation"``;
+                default ``trainer.datamodule.val_data``.
         """
         if dataset is None:
             dataset = getattr(self._datamodule(), "train_data", None)
@@ -523,8 +546,81 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             images = torch.stack(images_by_category[k][: self.calibration_images])
             scales.append(self.model.distance_quantile(images, self.map_scale_quantile).mean())
         self.model.set_map_scale(torch.stack(scales))
+        self.model.set_fusion_rules(self._choose_fusion_rules(validation))
         self.model.train(was_training)
         self._needs_calibration = False
+
+    def _choose_fusion_rules(self, validation: Any) -> list[FusionRule]:  # noqa: ANN401 - any anomalib dataset
+        """One fusion rule per category, as ``fusion`` says (the model is calibrated up to the rules)."""
+        assert self.categories is not None  # noqa: S101 - resolved in setup
+        count = len(self.categories)
+        if self.fusion == "sum":
+            return [self.fixed_fusion_rule] * count
+        if self.fusion == "product":
+            return [FusionRule(product=True)] * count
+        if validation is None:
+            validation = getattr(self._datamodule(), "val_data", None)
+        if validation is None or len(validation) == 0:
+            logger.warning(
+                "PromptMAD: fusion='validation' but there is no validation split; every category uses %s. Use a "
+                "datamodule with val_split_mode='synthetic' (MultiClassMVTecAD's default) or set fusion='sum'.",
+                self.fixed_fusion_rule,
+            )
+            return [self.fixed_fusion_rule] * count
+        self.model.set_fusion_rules([self.fixed_fusion_rule] * count)  # component_maps needs a calibrated model
+        maps = self._validation_maps(validation)
+        rules = []
+        self.fusion_scores = {}
+        for index, name in enumerate(self.categories):
+            distance, probability, mask = maps.get(index, (None, None, None))
+            if mask is None or not bool(mask.any()):
+                logger.warning(
+                    "PromptMAD: the validation split has no anomalous pixel of '%s'; it uses the fixed rule %s.",
+                    name,
+                    self.fixed_fusion_rule,
+                )
+                rules.append(self.fixed_fusion_rule)
+                continue
+            rule, scores = choose_fusion_rule(distance, probability, mask)
+            self.fusion_scores[name] = {str(candidate): score for candidate, score in scores.items()}
+            logger.info(
+                "PromptMAD fusion for '%s': %s (validation pixel AP %.3f; fixed %s: %.3f)",
+                name,
+                rule,
+                scores[rule],
+                self.fixed_fusion_rule,
+                scores.get(self.fixed_fusion_rule, float("nan")),
+            )
+            rules.append(rule)
+        return rules
+
+    def _validation_maps(
+        self,
+        validation: Any,  # noqa: ANN401 - any anomalib dataset
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per true category: the validation images' ``(D, P, mask)``, each ``(N, 1, h, w)``, ``h, w <= 128``."""
+        resize = self.pre_processor.transform if isinstance(self.pre_processor, PreProcessor) else None
+        loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
+        size = (min(self.image_size[0], _FUSION_SELECTION_SIZE), min(self.image_size[1], _FUSION_SELECTION_SIZE))
+        collected: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        for batch in tqdm(loader, desc="PromptMAD calibration (fusion)", leave=False, disable=None):
+            images = (resize(batch.image) if resize else batch.image).to(self.device)
+            distance, probability, _ = self.model.component_maps(images)
+            if batch.gt_mask is None:  # a batch of normal images only
+                mask = torch.zeros(images.shape[0], 1, *size, dtype=torch.bool)
+            else:
+                masks = batch.gt_mask.float().reshape(images.shape[0], 1, *batch.gt_mask.shape[-2:])
+                mask = F.interpolate(masks, size=size) > 0.5
+            distance = F.adaptive_avg_pool2d(distance, size).cpu()
+            probability = F.adaptive_avg_pool2d(probability, size).cpu()
+            for item, label in enumerate(self.category_indices(batch.image_path).tolist()):
+                collected.setdefault(label, []).append(
+                    (distance[item : item + 1], probability[item : item + 1], mask[item : item + 1]),
+                )
+        return {
+            label: tuple(torch.cat(parts) for parts in zip(*items, strict=True))  # type: ignore[misc]
+            for label, items in collected.items()
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -546,6 +642,13 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         A trainer restoring ``ckpt_path`` into a model built without ``categories`` has by then taken the
         datamodule's, which may be fewer or in another order.
         """
+        state = checkpoint.get("state_dict") or {}
+        if "model.map_scale" in state and "model.fusion_weight" not in state:
+            # saved before per-category fusion rules existed: those models fused with the fixed weighted sum
+            count = state["model.map_scale"].numel()
+            weight = float(checkpoint.get("hyper_parameters", {}).get("segmentation_weight", 0.5))
+            state["model.fusion_weight"] = torch.full((count,), weight)
+            state["model.fusion_product"] = torch.zeros(count)
         super().on_load_checkpoint(checkpoint)
         if _PROMPT_BANK_KEY in checkpoint:
             self.model._prompt_bank = {  # noqa: SLF001 - restored for an exact resume (see on_save_checkpoint)

@@ -5,7 +5,7 @@
 
 Inference takes an image batch only. The category of each image is inferred inside ``forward`` (nearest
 class prototype of pooled backbone features); its fixed normal image prompt (encoded once after
-training), text tokens and map scale are then gathered from buffers, so the exported graph needs no
+training), text tokens, map scale and fusion rule are then gathered from buffers, so the exported graph needs no
 label, no text encoder and no random choice.
 """
 
@@ -21,6 +21,7 @@ from anomalib.models.components.base.dynamic_buffer import DynamicBufferMixin
 from anomalib_promptmad.anomaly_map import AnomalyMapGenerator
 from anomalib_promptmad.backbone import MultiScaleFeatureExtractor
 from anomalib_promptmad.backbone.feature_cache import BackboneFeatures
+from anomalib_promptmad.fusion_rule import FusionRule
 from anomalib_promptmad.prompts.text_tokens import TextTokens
 from anomalib_promptmad.reconstruction import FeatureTokenizer, PromptReconstructor
 from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
@@ -54,7 +55,6 @@ class PromptMADModel(DynamicBufferMixin):
         diffusion_steps: Diffusion refinement steps; 0 disables the refinement.
         diffusion_beta_range: ``(beta_start, beta_end)`` of the linear schedule.
         segmentor_dim: Segmentor width at stride 16.
-        segmentation_weight: Weight of the pixel-head probability in the anomaly map.
         score_pool_size: Average-pool window of the image score.
         prompt_bank_size: Recent normal images kept per category to draw training prompts from.
     """
@@ -79,7 +79,6 @@ class PromptMADModel(DynamicBufferMixin):
         diffusion_steps: int = 10,
         diffusion_beta_range: tuple[float, float] = (1e-3, 0.5),
         segmentor_dim: int = 128,
-        segmentation_weight: float = 0.5,
         score_pool_size: int = 16,
         prompt_bank_size: int = 16,
     ) -> None:
@@ -139,17 +138,21 @@ class PromptMADModel(DynamicBufferMixin):
                 )
         else:
             self.refiner = ResidualRefiner(feature_channels)
-        self.anomaly_map = AnomalyMapGenerator(segmentation_weight, score_pool_size)
+        self.anomaly_map = AnomalyMapGenerator(score_pool_size)
 
         # Fitted after training from normal training images (see PromptMAD's calibration); resized on load.
         self.register_buffer("prototypes", torch.empty(0))  # (K, C) L2-normalised mean descriptors
         self.register_buffer("prompt_features", torch.empty(0))  # (K, C, h, w) the fixed normal prompts
         self.register_buffer("prompt_memory", torch.empty(0))  # (K, N, D) encoded prompt streams
         self.register_buffer("map_scale", torch.empty(0))  # (K,) distance scale per category
+        self.register_buffer("fusion_weight", torch.empty(0))  # (K,) weight of P in each category's sum rule
+        self.register_buffer("fusion_product", torch.empty(0))  # (K,) 1 where a category's rule is D * P
         self.prototypes: torch.Tensor
         self.prompt_features: torch.Tensor
         self.prompt_memory: torch.Tensor
         self.map_scale: torch.Tensor
+        self.fusion_weight: torch.Tensor
+        self.fusion_product: torch.Tensor
         self._prompt_bank: dict[int, list[torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ features
@@ -194,8 +197,11 @@ class PromptMADModel(DynamicBufferMixin):
     # ------------------------------------------------------------------ calibration
     @property
     def is_calibrated(self) -> bool:
-        """Whether prototypes, prompts and map scales have been fitted."""
-        return self.prompt_memory.numel() > 0 and self.map_scale.numel() > 0 and self.prototypes.numel() > 0
+        """Whether prototypes, prompts, map scales and fusion rules have been fitted."""
+        return all(
+            buffer.numel() > 0
+            for buffer in (self.prompt_memory, self.map_scale, self.prototypes, self.fusion_weight, self.fusion_product)
+        )
 
     @property
     def num_categories(self) -> int:
@@ -234,6 +240,21 @@ class PromptMADModel(DynamicBufferMixin):
     def set_map_scale(self, scale: torch.Tensor) -> None:
         """Set the ``(K,)`` per-category distance scale."""
         self.map_scale = scale.to(self.pixel_mean.device, torch.float32).clamp_min(1e-6)
+
+    def set_fusion_rules(self, rules: Sequence[FusionRule]) -> None:
+        """Set one fusion rule per category (in category order)."""
+        device = self.pixel_mean.device
+        self.fusion_weight = torch.tensor([rule.weight for rule in rules], dtype=torch.float32, device=device)
+        self.fusion_product = torch.tensor([float(rule.product) for rule in rules], dtype=torch.float32, device=device)
+
+    @property
+    def fusion_rules(self) -> list[FusionRule]:
+        """The per-category fusion rules (empty before calibration)."""
+        # rounded: the float32 buffer turns 0.3 into 0.30000001
+        return [
+            FusionRule(weight=round(float(weight), 6), product=bool(product))
+            for weight, product in zip(self.fusion_weight.tolist(), self.fusion_product.tolist(), strict=True)
+        ]
 
     # ------------------------------------------------------------------ heads
     def _reconstruct(
@@ -277,11 +298,29 @@ class PromptMADModel(DynamicBufferMixin):
 
     def predict_with_category(self, images: torch.Tensor) -> tuple[InferenceBatch, torch.Tensor]:
         """Score images and return the category inferred for each: ``(InferenceBatch, (B,) indices)``."""
+        distance, probability, category = self.component_maps(images)
+        anomaly_map, score = self.anomaly_map(
+            distance,
+            probability,
+            self.fusion_weight[category],
+            self.fusion_product[category],
+        )
+        return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
+
+    def component_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The maps that the fusion rule combines, at the image size.
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1].
+
+        Returns:
+            ``(D, P, category)``: the scaled distance ``(B, 1, H, W)``, the pixel-head probability
+            ``(B, 1, H, W)`` and the inferred category ``(B,)``.
+        """
         if not self.is_calibrated:
             msg = (
-                "PromptMAD is not calibrated: its normal image prompts, class prototypes and map scales are "
-                "fitted from normal training images at the end of training. Train it first, or load a trained "
-                "checkpoint."
+                "PromptMAD is not calibrated: its normal image prompts, class prototypes, map scales and fusion "
+                "rules are fitted after training. Train it first, or load a trained checkpoint."
             )
             raise RuntimeError(msg)
         skips, features = self.backbone_features(images)
@@ -290,8 +329,13 @@ class PromptMADModel(DynamicBufferMixin):
         reconstruction = self._reconstruct(self.prompt_memory[category], features, text)
         logits, _, _ = self._pixel_logits(reconstruction, features, skips, text)
         distance = torch.linalg.vector_norm(reconstruction - features, dim=1, keepdim=True)
-        anomaly_map, score = self.anomaly_map(distance, self.map_scale[category], logits, images.shape[-2:])
-        return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
+        scaled, probability = self.anomaly_map.component_maps(
+            distance,
+            self.map_scale[category],
+            logits,
+            (images.shape[-2], images.shape[-1]),
+        )
+        return scaled, probability, category
 
     @torch.no_grad()
     def distance_quantile(self, images: torch.Tensor, quantile: float) -> torch.Tensor:

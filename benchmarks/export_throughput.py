@@ -45,6 +45,7 @@ def build_model(image_size: int):
     import torch
 
     from anomalib_promptmad import PromptMAD
+    from anomalib_promptmad.fusion_rule import FusionRule
 
     torch.manual_seed(0)
     model = PromptMAD(image_size=image_size, categories=CATEGORIES, **CPU_CONFIG).eval()
@@ -54,6 +55,7 @@ def build_model(image_size: int):
     network.set_prototypes(torch.randn(count, network.tokenizer.out_channels))
     network.set_prompt_images(torch.rand(count, 3, image_size, image_size))
     network.set_map_scale(torch.ones(count))
+    network.set_fusion_rules([FusionRule()] * count)
     return model
 
 

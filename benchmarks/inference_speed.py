@@ -31,6 +31,7 @@ def _measure(mode: str, image_size: int, repeats: int, threads: int, layers: int
 
     import torch
 
+    from anomalib_promptmad.fusion_rule import FusionRule
     from anomalib_promptmad.torch_model import PromptMADModel
 
     torch.set_num_threads(threads)
@@ -43,6 +44,7 @@ def _measure(mode: str, image_size: int, repeats: int, threads: int, layers: int
     model.set_prototypes(torch.randn(categories, model.tokenizer.out_channels))
     model.set_prompt_images(torch.rand(categories, 3, image_size, image_size))
     model.set_map_scale(torch.ones(categories))
+    model.set_fusion_rules([FusionRule()] * categories)
     stages = {
         "backbone (frozen)": model.backbone,
         "text tokens": model.text_tokens,

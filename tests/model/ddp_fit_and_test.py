@@ -54,7 +54,14 @@ def main() -> None:
             "metrics": {name: float(value) for name, value in metrics.items()},
             "buffers": {
                 name: getattr(network, name).clone()
-                for name in ("prototypes", "prompt_features", "prompt_memory", "map_scale")
+                for name in (
+                    "prototypes",
+                    "prompt_features",
+                    "prompt_memory",
+                    "map_scale",
+                    "fusion_weight",
+                    "fusion_product",
+                )
             },
             "checkpoint": engine.trainer.checkpoint_callback.best_model_path,
         },

@@ -112,16 +112,30 @@ def test_diffusion_steps_run_the_denoiser_steps_times() -> None:
 
 
 def test_anomaly_map_in_unit_interval_and_order_preserving() -> None:
-    generator = AnomalyMapGenerator(segmentation_weight=0.5, pool_size=4)
-    distance = torch.rand(2, 1, 4, 4) * 50
-    anomaly_map, score = generator(distance, torch.tensor([10.0, 20.0]), torch.randn(2, 1, 16, 16), (32, 32))
+    generator = AnomalyMapGenerator(pool_size=4)
+    distance, probability = AnomalyMapGenerator.component_maps(
+        torch.rand(2, 1, 4, 4) * 50, torch.tensor([10.0, 20.0]), torch.randn(2, 1, 16, 16), (32, 32)
+    )
+    assert distance.shape == probability.shape == (2, 1, 32, 32)
+    anomaly_map, score = generator(distance, probability, torch.full((2,), 0.5), torch.zeros(2))
     assert anomaly_map.shape == (2, 1, 32, 32)
     assert score.shape == (2,)
     assert anomaly_map.min() >= 0
     assert anomaly_map.max() < 1
-    # distances only: the map ranks pixels exactly as the (upsampled) distances do
-    plain, _ = AnomalyMapGenerator(0.0, 4)(distance, torch.ones(2), None, (4, 4))
+    # distances only (weight 0): the map ranks pixels exactly as the distances do
+    plain, _ = generator(distance, probability, torch.zeros(2), torch.zeros(2))
     assert torch.equal(plain.flatten().argsort(), distance.flatten().argsort())
+
+
+def test_anomaly_map_fuses_each_image_with_its_own_rule() -> None:
+    """One batch, two categories: image 0 takes the weighted sum, image 1 the product."""
+    distance, probability = torch.rand(2, 1, 8, 8) * 3, torch.rand(2, 1, 8, 8)
+    anomaly_map, _ = AnomalyMapGenerator(pool_size=4)(
+        distance, probability, torch.tensor([0.3, 0.9]), torch.tensor([0.0, 1.0])
+    )
+    fused = anomaly_map / (1 - anomaly_map)  # undo the x / (1 + x) squashing
+    assert torch.allclose(fused[0], 0.7 * distance[0] + 0.3 * probability[0], atol=1e-5)
+    assert torch.allclose(fused[1], distance[1] * probability[1], atol=1e-5)
 
 
 def test_losses_and_weights() -> None:

@@ -1,0 +1,116 @@
+# Copyright (C) 2026 anomalib-promptmad developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Per-category fusion rules: the AP used to rank them, their choice on validation data, and the trained model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from anomalib_promptmad import PromptMAD
+from anomalib_promptmad.fusion_rule import CANDIDATE_RULES, FusionRule, average_precision, choose_fusion_rule
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_average_precision_matches_scikit_learn_with_ties(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 6, (400,), generator=generator).float()  # many tied scores
+    labels = torch.rand(400, generator=generator) < 0.2
+    expected = average_precision_score(labels.numpy(), scores.numpy())
+    assert average_precision(scores, labels) == pytest.approx(expected, abs=1e-12)
+
+
+def _maps(distance_values: dict[str, float], probability_values: dict[str, float]):
+    """Maps of 4 images with an anomaly in region A and distractors in regions B and C."""
+    regions = {"A": (slice(0, 4), slice(0, 4)), "B": (slice(8, 12), slice(8, 12)), "C": (slice(4, 8), slice(10, 14))}
+    distance = torch.full((4, 1, 16, 16), 0.1)
+    probability = torch.zeros(4, 1, 16, 16)
+    mask = torch.zeros(4, 1, 16, 16, dtype=torch.bool)
+    for name, (rows, cols) in regions.items():
+        distance[..., rows, cols] = distance_values.get(name, 0.1)
+        probability[..., rows, cols] = probability_values.get(name, 0.0)
+    mask[..., regions["A"][0], regions["A"][1]] = True
+    return distance, probability, mask
+
+
+def test_choose_fusion_rule_takes_the_map_that_localises() -> None:
+    # the distance map finds the defect, the probability is noise: distance only
+    distance, _, mask = _maps({"A": 2.0}, {})
+    rule, _ = choose_fusion_rule(distance, torch.rand(distance.shape, generator=torch.Generator().manual_seed(0)), mask)
+    assert rule == FusionRule(weight=0.0)
+    # the probability finds it, the distance fires on other structure: segmentor only
+    distance, probability, mask = _maps({"A": 1.0, "B": 50.0}, {"A": 0.9})
+    rule, _ = choose_fusion_rule(distance, probability, mask)
+    assert rule == FusionRule(weight=1.0)
+
+
+def test_choose_fusion_rule_takes_the_product_where_no_sum_separates() -> None:
+    # each map has its own false alarm (D on B, P on C): no weighted sum ranks A above both, the product does
+    distance, probability, mask = _maps({"A": 1.0, "B": 3.0}, {"A": 0.5, "C": 0.9})
+    rule, scores = choose_fusion_rule(distance, probability, mask)
+    assert rule == FusionRule(product=True)
+    assert scores[rule] == pytest.approx(1.0)
+    assert max(score for candidate, score in scores.items() if not candidate.product) < 0.9
+    assert set(scores) == set(CANDIDATE_RULES)
+
+
+def test_choose_fusion_rule_needs_anomalous_pixels() -> None:
+    distance, probability, mask = _maps({"A": 1.0}, {})
+    with pytest.raises(ValueError, match="no anomalous pixel"):
+        choose_fusion_rule(distance, probability, torch.zeros_like(mask))
+
+
+def test_fusion_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        FusionRule(weight=1.5)
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        PromptMAD(fusion="average", backbone="tf_efficientnet_lite0", backbone_weights="none")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        PromptMAD(segmentation_weight=2.0, backbone="tf_efficientnet_lite0", backbone_weights="none")
+
+
+def test_trained_model_chose_each_rule_on_the_validation_split(trained) -> None:
+    """After fit, every category has the rule with the best validation pixel AP, and the checkpoint keeps it."""
+    model = trained.model
+    assert set(model.fusion_scores) == set(model.categories)
+    for category, rule in zip(model.categories, model.model.fusion_rules, strict=True):
+        scores = model.fusion_scores[category]
+        assert len(scores) == len(CANDIDATE_RULES)
+        assert scores[str(rule)] == max(scores.values())
+    loaded = PromptMAD.load_from_checkpoint(trained.checkpoint)
+    assert loaded.model.fusion_rules == model.model.fusion_rules
+
+
+def test_fixed_fusion_modes_and_missing_validation(trained, caplog: pytest.LogCaptureFixture) -> None:
+    train_data = trained.datamodule.train_data
+    count = len(trained.model.categories)
+    product = PromptMAD.load_from_checkpoint(trained.checkpoint, fusion="product")
+    product.calibrate(dataset=train_data)
+    assert product.model.fusion_rules == [FusionRule(product=True)] * count
+    fixed = PromptMAD.load_from_checkpoint(trained.checkpoint, fusion="sum", segmentation_weight=0.3)
+    fixed.calibrate(dataset=train_data)
+    assert fixed.model.fusion_rules == [FusionRule(weight=0.3)] * count
+    # no trainer, no validation split given: the fixed rule, with a warning saying how to get a choice
+    chosen = PromptMAD.load_from_checkpoint(trained.checkpoint)
+    with caplog.at_level(logging.WARNING, logger="anomalib_promptmad.lightning_model"):
+        chosen.calibrate(dataset=train_data)
+    assert chosen.model.fusion_rules == [FusionRule(weight=0.5)] * count
+    assert "no validation split" in caplog.text
+    # given one, it chooses on it
+    chosen.calibrate(dataset=train_data, validation=trained.datamodule.val_data)
+    assert set(chosen.fusion_scores) == set(trained.model.categories)
+
+
+def test_checkpoint_from_before_fusion_rules_loads_with_the_fixed_sum(trained, tmp_path: Path) -> None:
+    checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
+    for key in ("model.fusion_weight", "model.fusion_product"):
+        del checkpoint["state_dict"][key]
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    loaded = PromptMAD.load_from_checkpoint(old)
+    assert loaded.model.fusion_rules == [FusionRule(weight=0.5)] * len(trained.model.categories)
