@@ -44,6 +44,28 @@ def _normalised(value: Any) -> Any:
     return value
 
 
+def _without_missing_prompt_files(checkpoint: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Drop the training prompt files from the settings when they are not on this machine.
+
+    ``PromptMAD.__init__`` reads its prompt files to fail early before training; a trained checkpoint
+    already holds the text embeddings they produced, so a checkpoint moved to another machine (or a
+    relative path read from another directory) must still load.
+    """
+    if "prompt_library" in kwargs:
+        return kwargs
+    saved = (checkpoint.get("hyper_parameters") or {}).get("prompt_library")
+    files = [saved] if isinstance(saved, str) else list(saved or [])
+    missing = [name for name in files if not Path(name).is_file()]
+    if not missing:
+        return kwargs
+    logger.info(
+        "PromptMAD: the prompt files %s the model was trained with are not here; the checkpoint holds the text "
+        "embeddings made from them, so they are not needed to load it.",
+        missing,
+    )
+    return {**kwargs, "prompt_library": None}
+
+
 class DeploymentMixin:
     """Checkpoint checks, export-backend checks and the prediction CSV for PromptMAD (see module docstring)."""
 
@@ -73,6 +95,7 @@ class DeploymentMixin:
                 checkpoint = None  # Lightning's own load below raises the explanatory error
             if checkpoint is not None:
                 check_promptmad_checkpoint(checkpoint, checkpoint_path)
+                kwargs = _without_missing_prompt_files(checkpoint, kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

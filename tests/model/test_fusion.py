@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -114,3 +115,20 @@ def test_checkpoint_from_before_fusion_rules_loads_with_the_fixed_sum(trained, t
     torch.save(checkpoint, old)
     loaded = PromptMAD.load_from_checkpoint(old)
     assert loaded.model.fusion_rules == [FusionRule(weight=0.5)] * len(trained.model.categories)
+
+
+def test_fusion_figure_shows_both_maps_and_both_rules(trained, tmp_path: Path) -> None:
+    """``benchmarks/fusion_maps.py`` draws a defective and a good image per category and writes one PNG."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fusion_maps.py"
+    spec = importlib.util.spec_from_file_location("fusion_maps", script)
+    assert spec is not None and spec.loader is not None
+    fusion_maps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fusion_maps)
+    rows = fusion_maps.figure_rows(trained.model, trained.datamodule)
+    assert [row["category"] for row in rows] == [c for c in sorted(trained.model.categories) for _ in range(2)]
+    for row in rows:
+        assert row["D"].shape == row["P"].shape == row["chosen"].shape == row["mask"].shape
+        assert row["rule"] == trained.model.model.fusion_rules[trained.model.categories.index(row["category"])]
+    output = fusion_maps.draw(trained.model, rows, tmp_path / "figures" / "fusion.png", credit="generated data")
+    assert output.read_bytes().startswith(b"\x89PNG")
+    assert [path.name for path in output.parent.iterdir()] == ["fusion.png"]  # no temporary file left

@@ -70,6 +70,20 @@ def test_load_from_checkpoint_gives_identical_maps_without_a_text_encoder(
     assert torch.equal(ours.pred_label, theirs.pred_label)
 
 
+def test_checkpoint_loads_where_its_prompt_files_are_not(trained, test_images, tmp_path: Path) -> None:
+    """A checkpoint moved away from the prompt YAML it was trained with still loads: it holds the embeddings."""
+    images, _ = test_images
+    checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["prompt_library"] = ["relative/dir/prompts.yaml"]
+    moved = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, moved)
+    loaded = PromptMAD.load_from_checkpoint(moved)
+    assert torch.equal(_maps(loaded, images), _maps(trained.model, images))
+    # building a model for training still reads the prompt files at once, naming the missing one
+    with pytest.raises(FileNotFoundError, match="relative/dir/prompts.yaml"):
+        PromptMAD(prompt_library="relative/dir/prompts.yaml", backbone="tf_efficientnet_lite0", backbone_weights="none")
+
+
 @pytest.mark.slow
 def test_predict_from_checkpoint_with_a_fresh_model(
     trained, test_subset, make_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
