@@ -50,7 +50,11 @@ class FusionRule:
             raise ValueError(msg)
 
     def __str__(self) -> str:
-        return "product D*P" if self.product else f"sum (1-{self.weight:g})*D+{self.weight:g}*P"
+        if self.product:
+            return "D * P"
+        if self.weight in {0.0, 1.0}:
+            return "P only" if self.weight else "D only"
+        return f"{1 - self.weight:g} D + {self.weight:g} P"
 
     def apply(self, distance: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
         """Fuse ``(B, 1, H, W)`` maps of this category (the network uses the same :func:`fuse_maps`)."""
