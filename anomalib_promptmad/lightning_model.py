@@ -372,6 +372,12 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self.hparams["text_encoder"] = encoder.name
         logger.info("PromptMAD text prompts encoded with %s for %s", encoder.name, self.categories)
 
+    def _network_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw dataset images as the network sees them: resized by the pre-processor, on the model's device."""
+        if isinstance(self.pre_processor, PreProcessor):
+            images = self.pre_processor.transform(images)
+        return images.to(self.device)
+
     def category_indices(self, image_paths: Sequence[str]) -> torch.Tensor:
         """Category index of each image from its path (MVTec layout ``<root>/<category>/<split>/...``)."""
         assert self.categories is not None  # noqa: S101 - resolved in setup
@@ -512,11 +518,10 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         assert self.categories is not None  # noqa: S101 - resolved in setup
         was_training = self.model.training
         self.model.eval()
-        resize = self.pre_processor.transform if isinstance(self.pre_processor, PreProcessor) else None
         loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
         descriptors, labels, images_by_category = [], [], {}
         for batch in tqdm(loader, desc="PromptMAD calibration (prototypes)", leave=False, disable=None):
-            images = (resize(batch.image) if resize else batch.image).to(self.device)
+            images = self._network_input(batch.image)
             category = self.category_indices(batch.image_path)
             _, features = self.model.extract(images)
             descriptors.append(self.model.descriptor(features))
@@ -538,8 +543,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             members = torch.nonzero(label == k).flatten()
             medoid = members[(descriptor[members] @ self.model.prototypes[k]).argmax()]
             item = dataset[int(medoid)]
-            image = item.image.unsqueeze(0)
-            prompts.append((resize(image) if resize else image).squeeze(0))
+            prompts.append(self._network_input(item.image.unsqueeze(0)).squeeze(0))
         self.model.set_prompt_images(torch.stack(prompts).to(self.device))
         scales = []
         for k in range(len(self.categories)):
@@ -568,12 +572,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             )
             return [self.fixed_fusion_rule] * count
         self.model.set_fusion_rules([self.fixed_fusion_rule] * count)  # component_maps needs a calibrated model
-        maps = self._validation_maps(validation)
+        choices = self.validation_fusion_choices(validation)
+        self.fusion_scores = {
+            name: {str(candidate): score for candidate, score in scores.items()}
+            for name, (_, scores) in choices.items()
+        }
         rules = []
-        self.fusion_scores = {}
-        for index, name in enumerate(self.categories):
-            distance, probability, mask = maps.get(index, (None, None, None))
-            if mask is None or not bool(mask.any()):
+        for name in self.categories:
+            if name not in choices:
                 logger.warning(
                     "PromptMAD: the validation split has no anomalous pixel of '%s'; it uses the fixed rule %s.",
                     name,
@@ -581,8 +587,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
                 )
                 rules.append(self.fixed_fusion_rule)
                 continue
-            rule, scores = choose_fusion_rule(distance, probability, mask)
-            self.fusion_scores[name] = {str(candidate): score for candidate, score in scores.items()}
+            rule, scores = choices[name]
             logger.info(
                 "PromptMAD fusion for '%s': %s (validation pixel AP %.3f; fixed %s: %.3f)",
                 name,
@@ -594,17 +599,38 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             rules.append(rule)
         return rules
 
+    @torch.no_grad()
+    def validation_fusion_choices(
+        self,
+        validation: Any,  # noqa: ANN401 - any anomalib dataset
+    ) -> dict[str, tuple[FusionRule, dict[FusionRule, float]]]:
+        """Per category with anomalous validation pixels: its best rule and every candidate's pixel AP.
+
+        Reads the validation images through the calibrated network; changes nothing.
+        """
+        assert self.categories is not None  # noqa: S101 - resolved in setup or from the checkpoint
+        was_training = self.model.training
+        self.model.eval()  # in train mode the heads' batch-norm statistics would move
+        try:
+            maps = self._validation_maps(validation)
+        finally:
+            self.model.train(was_training)
+        return {
+            self.categories[index]: choose_fusion_rule(distance, probability, mask)
+            for index, (distance, probability, mask) in sorted(maps.items())
+            if bool(mask.any())
+        }
+
     def _validation_maps(
         self,
         validation: Any,  # noqa: ANN401 - any anomalib dataset
     ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per true category: the validation images' ``(D, P, mask)``, each ``(N, 1, h, w)``, ``h, w <= 128``."""
-        resize = self.pre_processor.transform if isinstance(self.pre_processor, PreProcessor) else None
         loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
         size = (min(self.image_size[0], _FUSION_SELECTION_SIZE), min(self.image_size[1], _FUSION_SELECTION_SIZE))
         collected: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
         for batch in tqdm(loader, desc="PromptMAD calibration (fusion)", leave=False, disable=None):
-            images = (resize(batch.image) if resize else batch.image).to(self.device)
+            images = self._network_input(batch.image)
             distance, probability, _ = self.model.component_maps(images)
             if batch.gt_mask is None:  # a batch of normal images only
                 mask = torch.zeros(images.shape[0], 1, *size, dtype=torch.bool)

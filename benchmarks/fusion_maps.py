@@ -21,6 +21,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib as mpl
@@ -83,8 +84,20 @@ def _collect_rows(model: PromptMAD, dataset: MultiClassMVTecAD) -> list[dict]:
     return rows
 
 
-def draw(model: PromptMAD, rows: list[dict], output: Path, credit: str = "") -> Path:
-    """Draw the figure (rows from :func:`figure_rows`) and write it atomically."""
+def draw(
+    rows: list[dict],
+    scores: Mapping[str, Mapping[FusionRule, float]],
+    output: Path,
+    credit: str = "",
+) -> Path:
+    """Draw the figure and write it atomically.
+
+    Args:
+        rows: From :func:`figure_rows`.
+        scores: Per category, every rule's validation pixel AP (``PromptMAD.validation_fusion_choices``).
+        output: PNG path.
+        credit: Image credit for the title.
+    """
     span = {}
     for key in ("D", "fixed", "chosen"):
         for category in {row["category"] for row in rows}:
@@ -100,9 +113,9 @@ def draw(model: PromptMAD, rows: list[dict], output: Path, credit: str = "") -> 
     axes = np.atleast_2d(axes)
     for row_axes, row in zip(axes, rows, strict=True):
         category = row["category"]
-        scores = model.fusion_scores.get(category, {})
-        chosen_ap = scores.get(str(row["rule"]), float("nan"))
-        fixed_ap = scores.get(str(FusionRule(weight=0.5)), float("nan"))
+        category_scores = scores.get(category, {})
+        chosen_ap = category_scores.get(row["rule"], float("nan"))
+        fixed_ap = category_scores.get(FusionRule(weight=0.5), float("nan"))
         panels = [
             (row["image"], None),
             (row["mask"], "gray"),
@@ -146,9 +159,9 @@ def main() -> None:
         num_workers=0,
     )
     datamodule.setup()
-    # re-measures every rule's validation AP for the titles; the choice it makes is the checkpoint's own
-    model.calibrate(dataset=datamodule.train_data, validation=datamodule.val_data)
-    print(draw(model, figure_rows(model, datamodule), args.output, args.credit))
+    # every rule's validation AP for the captions; the rules drawn are the checkpoint's own
+    scores = {name: ap for name, (_, ap) in model.validation_fusion_choices(datamodule.val_data).items()}
+    print(draw(figure_rows(model, datamodule), scores, args.output, args.credit))
 
 
 if __name__ == "__main__":

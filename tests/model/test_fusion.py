@@ -129,6 +129,11 @@ def test_fusion_figure_shows_both_maps_and_both_rules(trained, tmp_path: Path) -
     for row in rows:
         assert row["D"].shape == row["P"].shape == row["chosen"].shape == row["mask"].shape
         assert row["rule"] == trained.model.model.fusion_rules[trained.model.categories.index(row["category"])]
-    output = fusion_maps.draw(trained.model, rows, tmp_path / "figures" / "fusion.png", credit="generated data")
+    choices = trained.model.validation_fusion_choices(trained.datamodule.val_data)
+    assert {name: rule for name, (rule, _) in choices.items()} == dict(
+        zip(trained.model.categories, trained.model.model.fusion_rules, strict=True)
+    )
+    scores = {name: ap for name, (_, ap) in choices.items()}
+    output = fusion_maps.draw(rows, scores, tmp_path / "figures" / "fusion.png", credit="generated data")
     assert output.read_bytes().startswith(b"\x89PNG")
     assert [path.name for path in output.parent.iterdir()] == ["fusion.png"]  # no temporary file left
