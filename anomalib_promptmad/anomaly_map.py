@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from anomalib.models.components import GaussianBlur2d
 from torch import nn
 
 __all__ = ["AnomalyMapGenerator", "fuse_maps"]
@@ -30,22 +31,30 @@ def fuse_maps(
     probability: torch.Tensor,
     weight: torch.Tensor,
     product: torch.Tensor,
+    matching: torch.Tensor | None = None,
+    matching_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Fuse per image: ``product * D * P + (1 - product) * ((1 - weight) * D + weight * P)``.
+    """Fuse per image: ``product * D * P + (1 - product) * ((1 - w - w_M) * D + w * P + w_M * M)``.
 
     Args:
         distance: ``(B, 1, H, W)`` scaled distance map ``D`` (about 1 at a normal image's 99th percentile).
         probability: ``(B, 1, H, W)`` pixel-head probability ``P``.
-        weight: ``(B,)`` weight of ``P`` in the sum.
+        weight: ``(B,)`` weight ``w`` of ``P`` in the sum.
         product: ``(B,)`` 1 where the rule is the product, 0 where it is the sum.
+        matching: ``(B, 1, H, W)`` scaled prompt-matching map ``M``, or ``None`` without prompt matching.
+        matching_weight: ``(B,)`` weight ``w_M`` of ``M`` (with ``matching``).
 
     Returns:
         ``(B, 1, H, W)`` fused map, >= 0.
     """
     weight = weight.view(-1, 1, 1, 1)
     product = product.view(-1, 1, 1, 1)
-    # arithmetic blend rather than torch.where: one graph for both rules, exported without control flow
-    return product * distance * probability + (1 - product) * ((1 - weight) * distance + weight * probability)
+    total = weight * probability + (1 - weight) * distance
+    if matching is not None and matching_weight is not None:
+        matching_weight = matching_weight.view(-1, 1, 1, 1)
+        total = total + matching_weight * (matching - distance)
+    # arithmetic blend rather than torch.where: one graph for every rule, exported without control flow
+    return product * distance * probability + (1 - product) * total
 
 
 class AnomalyMapGenerator(nn.Module):
@@ -53,34 +62,51 @@ class AnomalyMapGenerator(nn.Module):
 
     Args:
         pool_size: Average-pool window for the image score (OneNIP: 16).
+        matching_sigma: Gaussian smoothing of the prompt-matching map at the image size (Patchcore's 4).
     """
 
-    def __init__(self, pool_size: int = 16) -> None:
+    def __init__(self, pool_size: int = 16, matching_sigma: float = 4.0) -> None:
         super().__init__()
         self.pool_size = pool_size
+        self.matching_blur = GaussianBlur2d(sigma=matching_sigma, channels=1)
 
     @staticmethod
+    def upsample(values: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """Bilinear upsampling of a strided map to the image size, registered to the pixel.
+
+        ``align_corners=False`` puts the value of grid cell ``i`` (stride ``s``) at pixel ``s * i + (s - 1) / 2``,
+        the centre of the pixels it was computed from, at every stride: maps of different strides line up.
+        """
+        return F.interpolate(values, size=image_size, mode="bilinear", align_corners=False)
+
     def component_maps(
+        self,
         distance: torch.Tensor,
         scale: torch.Tensor,
         pixel_logits: torch.Tensor,
         image_size: tuple[int, int],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bring both maps to the image size: the scaled distance ``D`` and the probability ``P``.
+        matching: torch.Tensor | None = None,
+        matching_scale: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Bring the maps to the image size: the scaled distance ``D``, the probability ``P`` and the scaled ``M``.
 
         Args:
             distance: ``(B, 1, h, w)`` L2 distance between reconstruction and features.
             scale: ``(B,)`` per-image distance scale (that of its inferred category).
             pixel_logits: ``(B, 1, H', W')`` pixel-head logits.
             image_size: Output ``(H, W)``.
+            matching: ``(B, 1, h', w')`` prompt-matching distances, or ``None``.
+            matching_scale: ``(B,)`` their per-image scale (with ``matching``).
 
         Returns:
-            ``(D, P)``, each ``(B, 1, H, W)``.
+            ``(D, P, M)``, each ``(B, 1, H, W)``; ``M`` is ``None`` without ``matching``.
         """
-        scaled = F.interpolate(distance, size=image_size, mode="bilinear", align_corners=True)
-        scaled = scaled / scale.view(-1, 1, 1, 1)
-        probability = torch.sigmoid(F.interpolate(pixel_logits, size=image_size, mode="bilinear", align_corners=False))
-        return scaled, probability
+        scaled = self.upsample(distance, image_size) / scale.view(-1, 1, 1, 1)
+        probability = torch.sigmoid(self.upsample(pixel_logits, image_size))
+        matched = None
+        if matching is not None and matching_scale is not None:
+            matched = self.matching_blur(self.upsample(matching, image_size)) / matching_scale.view(-1, 1, 1, 1)
+        return scaled, probability, matched
 
     def forward(
         self,
@@ -88,13 +114,15 @@ class AnomalyMapGenerator(nn.Module):
         probability: torch.Tensor,
         weight: torch.Tensor,
         product: torch.Tensor,
+        matching: torch.Tensor | None = None,
+        matching_weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fuse the component maps with each image's rule (see :func:`fuse_maps`) and score the image.
 
         Returns:
             ``(anomaly_map, pred_score)``: ``(B, 1, H, W)`` and ``(B,)``, both in [0, 1).
         """
-        fused = fuse_maps(distance, probability, weight, product)
+        fused = fuse_maps(distance, probability, weight, product, matching, matching_weight)
         window = min(self.pool_size, fused.shape[-2], fused.shape[-1])
         # separable box filter: the same mean as a window x window average pool, in O(2 window) per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(fused, (window, 1), stride=1), (1, window), stride=1)

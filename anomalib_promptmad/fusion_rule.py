@@ -3,22 +3,26 @@
 
 """Per-category fusion rules, and their choice on the validation split.
 
-The reconstruction distance ``D`` and the pixel-head probability ``P`` fail in different ways: on a
-textured part the segmentor can fire on normal texture that looks like the synthetic anomalies it was
-trained on, while the distance map is diffuse at borders and fine detail. Which mix localises best depends
-on the category, so each category gets the rule with the highest pixel AP on the validation split: held-out
-normal training images plus synthetic defects, never test images.
+The reconstruction distance ``D``, the pixel-head probability ``P`` and, with prompt matching, the
+prompt-matching distance ``M`` fail in different ways: on a textured part the segmentor can fire on normal
+texture that looks like the synthetic anomalies it was trained on, the distance map is diffuse at borders
+and fine detail, and ``M`` needs no training at all but cannot tell a rare normal patch from a defect. Which
+mix localises best depends on the category, so each category gets the rule that ranks pixels best on the
+validation split (held-out normal training images plus synthetic defects, never test images): the highest
+mean of pixel AP and pixel AUROC, so that a rule that finds the bulk of a defect but ranks the rest of it
+below normal texture (high AP, poor AUROC) does not win.
 
-Candidates: the weighted sums ``(1 - w) * D + w * P`` for ``w`` in 0, 0.1, ..., 1 (``w = 1``: segmentor
-only) and the product ``D * P`` (the segmentor gates the distance).
+Candidates: the weighted sums ``w_D * D + w_P * P + w_M * M`` with weights on a 0.1 grid of the simplex
+(``w_M = 0`` without prompt matching, which leaves ``(1 - w) * D + w * P`` for ``w`` in 0, 0.1, ..., 1)
+and the product ``D * P`` (the segmentor gates the distance).
 
 Example:
     >>> import torch
     >>> distance, probability = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
     >>> mask = probability > 0.9
     >>> rule, scores = choose_fusion_rule(distance, probability, mask)
-    >>> rule.weight, rule.product
-    (1.0, False)
+    >>> rule.weight, rule.matching, rule.product
+    (1.0, 0.0, False)
 """
 
 from __future__ import annotations
@@ -27,75 +31,92 @@ from dataclasses import dataclass
 
 import torch
 
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+
 from anomalib_promptmad.anomaly_map import fuse_maps
 
-__all__ = ["CANDIDATE_RULES", "FusionRule", "average_precision", "choose_fusion_rule"]
+__all__ = ["CANDIDATE_RULES", "FusionRule", "candidate_rules", "choose_fusion_rule", "ranking_quality"]
 
 
 @dataclass(frozen=True)
 class FusionRule:
-    """How one category's scaled distance ``D`` and probability ``P`` make its anomaly map.
+    """How one category's scaled distance ``D``, probability ``P`` and matching map ``M`` make its anomaly map.
 
     Args:
-        weight: Weight of ``P`` in the sum ``(1 - weight) * D + weight * P`` (unused for the product).
-        product: Use ``D * P`` instead of the sum.
+        weight: Weight of ``P`` in the sum ``(1 - weight - matching) * D + weight * P + matching * M``.
+        product: Use ``D * P`` instead of the sum (``weight`` and ``matching`` are then unused).
+        matching: Weight of the prompt-matching map ``M`` in the sum.
     """
 
     weight: float = 0.5
     product: bool = False
+    matching: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
             msg = f"the fusion weight must be in [0, 1], got {self.weight}"
             raise ValueError(msg)
+        if not 0.0 <= self.matching <= 1.0 - self.weight + 1e-9:
+            msg = f"the matching weight must be in [0, 1 - weight], got {self.matching} with weight {self.weight}"
+            raise ValueError(msg)
+
+    @property
+    def distance_weight(self) -> float:
+        """Weight of ``D`` in the sum."""
+        return round(1.0 - self.weight - self.matching, 6)
 
     def __str__(self) -> str:
         if self.product:
             return "D * P"
-        if self.weight in {0.0, 1.0}:
-            return "P only" if self.weight else "D only"
-        return f"{1 - self.weight:g} D + {self.weight:g} P"
+        terms = [
+            f"{value:g} {name}"
+            for name, value in (("D", self.distance_weight), ("P", self.weight), ("M", self.matching))
+            if value
+        ]
+        if len(terms) == 1:
+            return f"{terms[0].split()[1]} only"
+        return " + ".join(terms)
 
-    def apply(self, distance: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
+    def apply(
+        self,
+        distance: torch.Tensor,
+        probability: torch.Tensor,
+        matching: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Fuse ``(B, 1, H, W)`` maps of this category (the network uses the same :func:`fuse_maps`)."""
         count = distance.shape[0]
-        weight = torch.full((count,), self.weight, dtype=distance.dtype, device=distance.device)
-        product = torch.full((count,), float(self.product), dtype=distance.dtype, device=distance.device)
-        return fuse_maps(distance, probability, weight, product)
+
+        def full(value: float) -> torch.Tensor:
+            return torch.full((count,), value, dtype=distance.dtype, device=distance.device)
+
+        return fuse_maps(
+            distance,
+            probability,
+            full(self.weight),
+            full(float(self.product)),
+            matching,
+            full(self.matching) if matching is not None else None,
+        )
 
 
-CANDIDATE_RULES: tuple[FusionRule, ...] = (
-    *(FusionRule(weight=step / 10) for step in range(11)),
-    FusionRule(product=True),
-)
+def candidate_rules(with_matching: bool = False) -> tuple[FusionRule, ...]:
+    """The rules the validation split chooses from: sums on a 0.1 simplex grid, then the product ``D * P``."""
+    sums = [
+        FusionRule(weight=p_steps / 10, matching=m_steps / 10)
+        for m_steps in range(11 if with_matching else 1)
+        for p_steps in range(11 - m_steps)
+    ]
+    return (*sums, FusionRule(product=True))
 
 
-def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Exact average precision (scikit-learn's step-wise definition; tied scores form one threshold).
+CANDIDATE_RULES: tuple[FusionRule, ...] = candidate_rules()
 
-    Args:
-        scores: Any shape; higher means more anomalous.
-        labels: Same shape, bool or {0, 1}.
 
-    Returns:
-        AP in [0, 1]; ``nan`` when there is no positive.
-    """
+def ranking_quality(scores: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean of pixel AP and pixel AUROC (torchmetrics, exact): how well ``scores`` rank the ``mask`` pixels."""
     scores = scores.flatten().double()
-    labels = labels.flatten().double()
-    positives = labels.sum()
-    if positives == 0:
-        return float("nan")
-    order = torch.argsort(scores, descending=True, stable=True)
-    scores, labels = scores[order], labels[order]
-    true_positives = labels.cumsum(0)
-    # the last index of each run of equal scores is where that threshold's precision and recall are read
-    last = torch.ones_like(scores, dtype=torch.bool)
-    last[:-1] = scores[1:] != scores[:-1]
-    index = torch.nonzero(last).flatten()
-    hits = true_positives[index]
-    precision = hits / (index + 1).double()
-    recall_step = torch.diff(hits, prepend=hits.new_zeros(1)) / positives
-    return float((recall_step * precision).sum())
+    labels = mask.flatten().long()
+    return 0.5 * float(binary_average_precision(scores, labels) + binary_auroc(scores, labels))
 
 
 def choose_fusion_rule(
@@ -103,24 +124,31 @@ def choose_fusion_rule(
     probability: torch.Tensor,
     mask: torch.Tensor,
     candidates: tuple[FusionRule, ...] = CANDIDATE_RULES,
+    matching: torch.Tensor | None = None,
 ) -> tuple[FusionRule, dict[FusionRule, float]]:
-    """Pick the rule with the highest pixel AP; ties go to the earlier candidate.
+    """Pick the rule that ranks the anomalous pixels best (:func:`ranking_quality`); ties go to the earlier one.
 
     Args:
         distance: ``(N, 1, H, W)`` scaled distance maps of one category's validation images.
         probability: ``(N, 1, H, W)`` their pixel-head probabilities.
         mask: ``(N, 1, H, W)`` their ground truth (anomalous pixels true).
         candidates: Rules to try.
+        matching: ``(N, 1, H, W)`` scaled prompt-matching maps, or ``None`` without prompt matching (then
+            only rules with ``matching == 0`` may be candidates).
 
     Returns:
-        ``(best rule, pixel AP of every candidate)``.
+        ``(best rule, mean of pixel AP and pixel AUROC of every candidate)``.
 
     Raises:
-        ValueError: The masks have no anomalous pixel, so AP is undefined.
+        ValueError: The masks have no anomalous pixel (nothing to rank), or a candidate needs ``M`` and none
+            was given.
     """
-    if not bool(mask.any()):
+    if not bool(mask.any()) or bool(mask.all()):
         msg = "the validation masks have no anomalous pixel: pixel AP cannot rank fusion rules"
         raise ValueError(msg)
-    scores = {rule: average_precision(rule.apply(distance, probability), mask) for rule in candidates}
+    if matching is None and any(rule.matching and not rule.product for rule in candidates):
+        msg = "fusion candidates weight the prompt-matching map M, but no M maps were given"
+        raise ValueError(msg)
+    scores = {rule: ranking_quality(rule.apply(distance, probability, matching), mask) for rule in candidates}
     best = max(candidates, key=lambda rule: scores[rule])  # max keeps the first of equal values
     return best, scores

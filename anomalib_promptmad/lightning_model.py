@@ -44,8 +44,9 @@ from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.synthetic import AnomalySynthesizer
 from anomalib_promptmad.deploy.mixin import DeploymentMixin
-from anomalib_promptmad.fusion_rule import FusionRule, choose_fusion_rule
+from anomalib_promptmad.fusion_rule import FusionRule, candidate_rules, choose_fusion_rule
 from anomalib_promptmad.losses import PromptMADLoss
+from anomalib_promptmad.matching import greedy_coreset_indices
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
 from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
 from anomalib_promptmad.registration import publish
@@ -140,6 +141,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         gradient_clip_val: Gradient-norm clip.
         map_scale_quantile: Quantile of normal distances used as each category's map scale.
         calibration_images: Normal training images per category used to measure the map scale.
+        use_prompt_matching: Add the prompt-matching map ``M``: each patch's distance to the nearest normal patch
+            of its inferred category (a coreset of the training images' locally aggregated features). Needs no
+            training: with ``max_epochs=0`` the model is a class-aware memory-bank detector.
+        matching_coreset_ratio: Share of each category's normal patches kept in its matching bank (greedy
+            k-center coreset, anomalib's Patchcore rule; 1 keeps every patch).
+        prompt_candidates: Normal image prompts kept per category (the medoid, then the most different
+            images by global descriptor); 1 is OneNIP's single fixed prompt.
+        retrieved_prompts: Prompts used per test image, the nearest candidates by global descriptor.
         feature_cache_mb: Memory budget (MB) for the frozen backbone's features of the clean training images,
             reused across epochs (about 0.8 MB per 256 px image with the default backbone); 0 switches the
             cache off. It is also off when the datamodule has training augmentations.
@@ -189,6 +198,10 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         gradient_clip_val: float = 0.1,
         map_scale_quantile: float = 0.99,
         calibration_images: int = 32,
+        use_prompt_matching: bool = False,
+        matching_coreset_ratio: float = 0.1,
+        prompt_candidates: int = 1,
+        retrieved_prompts: int = 1,
         feature_cache_mb: float = 2048,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
@@ -204,8 +217,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        if max_epochs < 1:
-            msg = f"max_epochs must be >= 1, got {max_epochs}"
+        if max_epochs < 0 or (max_epochs == 0 and not use_prompt_matching):
+            msg = f"max_epochs must be >= 1 (0 only with use_prompt_matching=True, which needs no training), got {max_epochs}"
+            raise ValueError(msg)
+        if not 0 < matching_coreset_ratio <= 1:
+            msg = f"matching_coreset_ratio must be in (0, 1], got {matching_coreset_ratio}"
+            raise ValueError(msg)
+        if prompt_candidates < 1:
+            msg = f"prompt_candidates must be >= 1, got {prompt_candidates}"
             raise ValueError(msg)
         self.image_size = size
         self.categories: list[str] | None = list(categories) if categories else None
@@ -221,6 +240,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self.gradient_clip_val = gradient_clip_val
         self.map_scale_quantile = map_scale_quantile
         self.calibration_images = calibration_images
+        self.matching_coreset_ratio = matching_coreset_ratio
+        self.prompt_candidates = prompt_candidates
         if feature_cache_mb < 0:
             msg = f"feature_cache_mb must be >= 0 (0 switches the cache off), got {feature_cache_mb}"
             raise ValueError(msg)
@@ -253,6 +274,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             diffusion_beta_range=diffusion_beta_range,
             segmentor_dim=segmentor_dim,
             score_pool_size=score_pool_size,
+            use_prompt_matching=use_prompt_matching,
+            retrieved_prompts=retrieved_prompts,
         )
         self.loss = PromptMADLoss(
             reconstruction_weight=reconstruction_weight,
@@ -302,7 +325,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             "max_epochs": self.max_epochs,
             "gradient_clip_val": self.gradient_clip_val,
             "num_sanity_val_steps": 0,
-            "check_val_every_n_epoch": self.max_epochs,
+            "check_val_every_n_epoch": max(1, self.max_epochs),
         }
 
     @property
@@ -496,11 +519,15 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         """Fit the inference buffers from normal training images, then choose the fusion rules.
 
         1. Category prototypes: mean global descriptor of each category's training images.
-        2. Normal image prompt: per category, the training image closest to its prototype (a medoid,
-           so the prompt is a real normal image and the choice is deterministic).
+        2. Normal image prompts: per category, the training image closest to its prototype (a medoid, so
+           the prompt is a real normal image and the choice is deterministic), then up to
+           ``prompt_candidates - 1`` more, each the image farthest (by descriptor) from those already taken.
         3. Map scale: per category, the mean ``map_scale_quantile`` of the distance maps of up to
            ``calibration_images`` other training images.
-        4. Fusion rule: per category, as set by ``fusion`` (by default the best on the validation split).
+        4. Prompt matching (``use_prompt_matching``): per category, the greedy coreset of the training
+           images' patch embeddings, and the scale of ``M`` on normal images outside the bank (the
+           validation split's normal images, else training images).
+        5. Fusion rule: per category, as set by ``fusion`` (by default the best on the validation split).
 
         Args:
             dataset: Dataset of normal training images; default ``trainer.datamodule.train_data``.
@@ -520,12 +547,17 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self.model.eval()
         loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
         descriptors, labels, images_by_category = [], [], {}
+        patches: dict[int, list[torch.Tensor]] = {}
         for batch in tqdm(loader, desc="PromptMAD calibration (prototypes)", leave=False, disable=None):
             images = self._network_input(batch.image)
             category = self.category_indices(batch.image_path)
             _, features = self.model.extract(images)
             descriptors.append(self.model.descriptor(features))
             labels.append(category)
+            if self.model.uses_prompt_matching:
+                embedding = self.model.matching_embedding(images).permute(0, 2, 3, 1).flatten(1, 2).cpu()
+                for rows, label in zip(embedding, category.tolist(), strict=True):
+                    patches.setdefault(label, []).append(rows)
             for image, label in zip(images, category.tolist(), strict=True):
                 kept = images_by_category.setdefault(label, [])
                 if len(kept) <= self.calibration_images:
@@ -538,21 +570,90 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             raise RuntimeError(msg)
         prototypes = torch.stack([descriptor[label == k].mean(0) for k in range(len(self.categories))])
         self.model.set_prototypes(prototypes)
-        prompts = []
-        for k in range(len(self.categories)):
-            members = torch.nonzero(label == k).flatten()
-            medoid = members[(descriptor[members] @ self.model.prototypes[k]).argmax()]
-            item = dataset[int(medoid)]
-            prompts.append(self._network_input(item.image.unsqueeze(0)).squeeze(0))
-        self.model.set_prompt_images(torch.stack(prompts).to(self.device))
+        self._set_prompt_candidates(dataset, descriptor, label)
         scales = []
         for k in range(len(self.categories)):
             images = torch.stack(images_by_category[k][: self.calibration_images])
             scales.append(self.model.distance_quantile(images, self.map_scale_quantile).mean())
         self.model.set_map_scale(torch.stack(scales))
+        if self.model.uses_prompt_matching:
+            self._set_matching_banks(patches, images_by_category, validation)
         self.model.set_fusion_rules(self._choose_fusion_rules(validation))
         self.model.train(was_training)
         self._needs_calibration = False
+
+    def _set_prompt_candidates(self, dataset: Any, descriptor: torch.Tensor, label: torch.Tensor) -> None:  # noqa: ANN401
+        """Per category: the medoid, then farthest-first by descriptor, up to ``prompt_candidates`` images."""
+        assert self.categories is not None  # noqa: S101 - resolved in setup
+        chosen_by_category = []
+        for k in range(len(self.categories)):
+            members = torch.nonzero(label == k).flatten()
+            similarity = descriptor[members] @ descriptor[members].T
+            chosen = [int((descriptor[members] @ self.model.prototypes[k]).argmax())]
+            while len(chosen) < min(self.prompt_candidates, len(members)):
+                closest = similarity[:, chosen].amax(dim=1)
+                closest[chosen] = torch.inf
+                chosen.append(int(closest.argmin()))
+            chosen_by_category.append([int(members[index]) for index in chosen])
+        width = max(len(chosen) for chosen in chosen_by_category)
+        images = []
+        valid = torch.zeros(len(chosen_by_category), width)
+        for k, chosen in enumerate(chosen_by_category):
+            padded = chosen + [chosen[0]] * (width - len(chosen))  # padding repeats the medoid, never retrieved
+            valid[k, : len(chosen)] = 1
+            items = torch.stack([dataset[index].image for index in padded])
+            images.append(self._network_input(items))
+        self.model.set_prompt_images(torch.stack(images).to(self.device), valid)
+
+    def _set_matching_banks(
+        self,
+        patches: dict[int, list[torch.Tensor]],
+        images_by_category: dict[int, list[torch.Tensor]],
+        validation: Any,  # noqa: ANN401 - any anomalib dataset
+    ) -> None:
+        """Coreset each category's normal patches into its bank, then scale ``M`` on normals outside the bank."""
+        assert self.categories is not None  # noqa: S101 - resolved in setup
+        banks = []
+        for k, name in enumerate(self.categories):
+            embedding = torch.cat(patches[k])
+            if self.matching_coreset_ratio < 1:
+                logger.info("PromptMAD: prompt-matching coreset of '%s' (%d patches)", name, len(embedding))
+                embedding = embedding[greedy_coreset_indices(embedding, self.matching_coreset_ratio)]
+            banks.append(embedding)
+        self.model.set_matching_banks(banks)
+        sizes = self.model.patch_bank.memory_bytes if self.model.patch_bank is not None else []
+        logger.info(
+            "PromptMAD prompt-matching banks: %s",
+            ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in zip(self.categories, sizes, strict=True)),
+        )
+        held_out = self._validation_normals(validation)
+        scales = []
+        for k, name in enumerate(self.categories):
+            images = held_out.get(k)
+            if images is None:
+                logger.info("PromptMAD: no held-out normal image of '%s'; M is scaled on training images.", name)
+                images = torch.stack(images_by_category[k][: self.calibration_images])
+            scales.append(self.model.matching_quantile(images, self.map_scale_quantile).mean())
+        self.model.set_matching_scale(torch.stack(scales))
+
+    def _validation_normals(self, validation: Any) -> dict[int, torch.Tensor]:  # noqa: ANN401 - any anomalib dataset
+        """Up to ``calibration_images`` normal validation images per category, as network input."""
+        if validation is None:
+            validation = getattr(self._datamodule(), "val_data", None)
+        if validation is None or len(validation) == 0:
+            return {}
+        loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
+        kept: dict[int, list[torch.Tensor]] = {}
+        for batch in loader:
+            normal = batch.gt_label == 0
+            if not bool(normal.any()):
+                continue
+            paths = [path for path, keep in zip(batch.image_path, normal.tolist(), strict=True) if keep]
+            images = self._network_input(batch.image[normal])
+            for image, label in zip(images, self.category_indices(paths).tolist(), strict=True):
+                if len(kept.setdefault(label, [])) < self.calibration_images:
+                    kept[label].append(image)
+        return {label: torch.stack(images) for label, images in kept.items()}
 
     def _choose_fusion_rules(self, validation: Any) -> list[FusionRule]:  # noqa: ANN401 - any anomalib dataset
         """One fusion rule per category, as ``fusion`` says (the model is calibrated up to the rules)."""
@@ -571,7 +672,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
                 self.fixed_fusion_rule,
             )
             return [self.fixed_fusion_rule] * count
-        self.model.set_fusion_rules([self.fixed_fusion_rule] * count)  # component_maps needs a calibrated model
+        # component_maps needs a calibrated model: any rule will do until the chosen ones are set
+        self.model.set_fusion_rules([self.fixed_fusion_rule] * count)
         choices = self.validation_fusion_choices(validation)
         self.fusion_scores = {
             name: {str(candidate): score for candidate, score in scores.items()}
@@ -615,38 +717,42 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             maps = self._validation_maps(validation)
         finally:
             self.model.train(was_training)
+        candidates = candidate_rules(with_matching=self.model.uses_prompt_matching)
         return {
-            self.categories[index]: choose_fusion_rule(distance, probability, mask)
-            for index, (distance, probability, mask) in sorted(maps.items())
+            self.categories[index]: choose_fusion_rule(distance, probability, mask, candidates, matching)
+            for index, (distance, probability, matching, mask) in sorted(maps.items())
             if bool(mask.any())
         }
 
     def _validation_maps(
         self,
         validation: Any,  # noqa: ANN401 - any anomalib dataset
-    ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per true category: the validation images' ``(D, P, mask)``, each ``(N, 1, h, w)``, ``h, w <= 128``."""
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+        """Per true category: the validation images' ``(D, P, M, mask)``, each ``(N, 1, h, w)``, ``h, w <= 128``.
+
+        ``M`` is ``None`` without prompt matching.
+        """
         loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
         size = (min(self.image_size[0], _FUSION_SELECTION_SIZE), min(self.image_size[1], _FUSION_SELECTION_SIZE))
-        collected: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        collected: dict[int, list[tuple[torch.Tensor, ...]]] = {}
         for batch in tqdm(loader, desc="PromptMAD calibration (fusion)", leave=False, disable=None):
             images = self._network_input(batch.image)
-            distance, probability, _ = self.model.component_maps(images)
+            maps = self.model.component_maps(images)
             if batch.gt_mask is None:  # a batch of normal images only
                 mask = torch.zeros(images.shape[0], 1, *size, dtype=torch.bool)
             else:
                 masks = batch.gt_mask.float().reshape(images.shape[0], 1, *batch.gt_mask.shape[-2:])
                 mask = F.interpolate(masks, size=size) > 0.5
-            distance = F.adaptive_avg_pool2d(distance, size).cpu()
-            probability = F.adaptive_avg_pool2d(probability, size).cpu()
+            components = [maps.distance, maps.probability] + ([maps.matching] if maps.matching is not None else [])
+            pooled = [F.adaptive_avg_pool2d(component, size).cpu() for component in components]
             for item, label in enumerate(self.category_indices(batch.image_path).tolist()):
-                collected.setdefault(label, []).append(
-                    (distance[item : item + 1], probability[item : item + 1], mask[item : item + 1]),
-                )
-        return {
-            label: tuple(torch.cat(parts) for parts in zip(*items, strict=True))  # type: ignore[misc]
-            for label, items in collected.items()
-        }
+                collected.setdefault(label, []).append(tuple(part[item : item + 1] for part in [*pooled, mask]))
+        result = {}
+        for label, items in collected.items():
+            parts = [torch.cat(column) for column in zip(*items, strict=True)]
+            matching = parts[2] if len(parts) == 4 else None
+            result[label] = (parts[0], parts[1], matching, parts[-1])
+        return result
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -675,6 +781,15 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             weight = float(checkpoint.get("hyper_parameters", {}).get("segmentation_weight", 0.5))
             state["model.fusion_weight"] = torch.full((count,), weight)
             state["model.fusion_product"] = torch.zeros(count)
+        if "model.fusion_weight" in state and "model.fusion_matching" not in state:
+            state["model.fusion_matching"] = torch.zeros_like(state["model.fusion_weight"])
+        prompts = state.get("model.prompt_features")
+        if prompts is not None and prompts.ndim == 4:
+            # saved before prompt retrieval: one fixed prompt per category, i.e. a single candidate each
+            state["model.prompt_features"] = prompts.unsqueeze(1)
+            state["model.prompt_memory"] = state["model.prompt_memory"].unsqueeze(1)
+            state["model.prompt_descriptors"] = PromptMADModel.descriptor(prompts).unsqueeze(1)
+            state["model.prompt_valid"] = torch.ones(prompts.shape[0], 1)
         super().on_load_checkpoint(checkpoint)
         if _PROMPT_BANK_KEY in checkpoint:
             self.model._prompt_bank = {  # noqa: SLF001 - restored for an exact resume (see on_save_checkpoint)

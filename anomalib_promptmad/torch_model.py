@@ -4,14 +4,16 @@
 """PromptMAD torch network: backbone -> prompts -> reconstruction -> segmentor -> anomaly map.
 
 Inference takes an image batch only. The category of each image is inferred inside ``forward`` (nearest
-class prototype of pooled backbone features); its fixed normal image prompt (encoded once after
-training), text tokens, map scale and fusion rule are then gathered from buffers, so the exported graph needs no
-label, no text encoder and no random choice.
+class prototype of pooled backbone features); its normal image prompt (the nearest of the category's
+candidate prompts, encoded once after training), text tokens, map scales, prompt-matching bank and fusion
+rule are then gathered from buffers, so the exported graph needs no label, no text encoder and no random
+choice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -22,15 +24,32 @@ from anomalib_promptmad.anomaly_map import AnomalyMapGenerator
 from anomalib_promptmad.backbone import MultiScaleFeatureExtractor
 from anomalib_promptmad.backbone.feature_cache import BackboneFeatures
 from anomalib_promptmad.fusion_rule import FusionRule
+from anomalib_promptmad.matching import PatchBank, PatchEmbedding
 from anomalib_promptmad.prompts.text_tokens import TextTokens
 from anomalib_promptmad.reconstruction import FeatureTokenizer, PromptReconstructor
 from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
 
-__all__ = ["PromptMADModel", "TrainingOutput"]
+__all__ = ["ComponentMaps", "PromptMADModel", "TrainingOutput"]
 
 TOKEN_STRIDE = 16
 
 TrainingOutput = dict[str, torch.Tensor]
+
+
+class ComponentMaps(NamedTuple):
+    """The maps a fusion rule combines, at the image size, and the category each image was given.
+
+    Attributes:
+        distance: ``(B, 1, H, W)`` scaled reconstruction distance ``D``.
+        probability: ``(B, 1, H, W)`` pixel-head probability ``P``.
+        matching: ``(B, 1, H, W)`` scaled prompt-matching distance ``M``; ``None`` without prompt matching.
+        category: ``(B,)`` inferred category indices.
+    """
+
+    distance: torch.Tensor
+    probability: torch.Tensor
+    matching: torch.Tensor | None
+    category: torch.Tensor
 
 
 class PromptMADModel(DynamicBufferMixin):
@@ -57,6 +76,10 @@ class PromptMADModel(DynamicBufferMixin):
         segmentor_dim: Segmentor width at stride 16.
         score_pool_size: Average-pool window of the image score.
         prompt_bank_size: Recent normal images kept per category to draw training prompts from.
+        use_prompt_matching: Add the prompt-matching map ``M`` (nearest normal patch of the category's coreset).
+        matching_strides: Backbone strides whose levels make the matching embedding (Patchcore's 8 and 16).
+        retrieved_prompts: Candidate prompts used per test image (the nearest by global descriptor); with
+            more than one, each token keeps the reconstruction of the prompt that explains it best.
     """
 
     def __init__(
@@ -81,6 +104,9 @@ class PromptMADModel(DynamicBufferMixin):
         segmentor_dim: int = 128,
         score_pool_size: int = 16,
         prompt_bank_size: int = 16,
+        use_prompt_matching: bool = False,
+        matching_strides: Sequence[int] = (8, 16),
+        retrieved_prompts: int = 1,
     ) -> None:
         super().__init__()
         image_size = (int(image_size[0]), int(image_size[1]))
@@ -90,9 +116,13 @@ class PromptMADModel(DynamicBufferMixin):
         if diffusion_steps and not use_segmentor:
             msg = "diffusion refinement refines the segmentor's logits: set use_segmentor=True or diffusion_steps=0"
             raise ValueError(msg)
+        if retrieved_prompts < 1:
+            msg = f"retrieved_prompts must be >= 1, got {retrieved_prompts}"
+            raise ValueError(msg)
         self.image_size = image_size
         self.grid_size = (image_size[0] // TOKEN_STRIDE, image_size[1] // TOKEN_STRIDE)
         self.prompt_bank_size = prompt_bank_size
+        self.retrieved_prompts = retrieved_prompts
 
         self.backbone = MultiScaleFeatureExtractor(backbone, layers=layers, weights=backbone_weights)
         self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
@@ -139,19 +169,36 @@ class PromptMADModel(DynamicBufferMixin):
         else:
             self.refiner = ResidualRefiner(feature_channels)
         self.anomaly_map = AnomalyMapGenerator(score_pool_size)
+        self.patch_embedding: PatchEmbedding | None = None
+        self.patch_bank: PatchBank | None = None
+        if use_prompt_matching:
+            self.patch_embedding = PatchEmbedding(
+                [self._level_closest_to(stride) for stride in sorted(matching_strides)],
+                self.backbone.out_channels,
+                self.backbone.strides,
+            )
+            self.patch_bank = PatchBank()
 
         # Fitted after training from normal training images (see PromptMAD's calibration); resized on load.
         self.register_buffer("prototypes", torch.empty(0))  # (K, C) L2-normalised mean descriptors
-        self.register_buffer("prompt_features", torch.empty(0))  # (K, C, h, w) the fixed normal prompts
-        self.register_buffer("prompt_memory", torch.empty(0))  # (K, N, D) encoded prompt streams
+        self.register_buffer("prompt_features", torch.empty(0))  # (K, M, C, h, w) candidate normal prompts
+        self.register_buffer("prompt_memory", torch.empty(0))  # (K, M, N, D) their encoded prompt streams
+        self.register_buffer("prompt_descriptors", torch.empty(0))  # (K, M, C) their global descriptors
+        self.register_buffer("prompt_valid", torch.empty(0))  # (K, M) 1 for a real candidate, 0 for padding
         self.register_buffer("map_scale", torch.empty(0))  # (K,) distance scale per category
+        self.register_buffer("matching_scale", torch.empty(0))  # (K,) prompt-matching scale per category
         self.register_buffer("fusion_weight", torch.empty(0))  # (K,) weight of P in each category's sum rule
+        self.register_buffer("fusion_matching", torch.empty(0))  # (K,) weight of M in each category's sum rule
         self.register_buffer("fusion_product", torch.empty(0))  # (K,) 1 where a category's rule is D * P
         self.prototypes: torch.Tensor
         self.prompt_features: torch.Tensor
         self.prompt_memory: torch.Tensor
+        self.prompt_descriptors: torch.Tensor
+        self.prompt_valid: torch.Tensor
         self.map_scale: torch.Tensor
+        self.matching_scale: torch.Tensor
         self.fusion_weight: torch.Tensor
+        self.fusion_matching: torch.Tensor
         self.fusion_product: torch.Tensor
         self._prompt_bank: dict[int, list[torch.Tensor]] = {}
 
@@ -196,12 +243,17 @@ class PromptMADModel(DynamicBufferMixin):
 
     # ------------------------------------------------------------------ calibration
     @property
+    def uses_prompt_matching(self) -> bool:
+        """Whether the network computes the prompt-matching map ``M``."""
+        return self.patch_bank is not None
+
+    @property
     def is_calibrated(self) -> bool:
-        """Whether prototypes, prompts, map scales and fusion rules have been fitted."""
-        return all(
-            buffer.numel() > 0
-            for buffer in (self.prompt_memory, self.map_scale, self.prototypes, self.fusion_weight, self.fusion_product)
-        )
+        """Whether prototypes, prompts, map scales, matching banks and fusion rules have been fitted."""
+        buffers = [self.prompt_memory, self.map_scale, self.prototypes, self.fusion_weight, self.fusion_product]
+        if self.patch_bank is not None:
+            buffers += [self.patch_bank.patches, self.matching_scale, self.fusion_matching]
+        return all(buffer.numel() > 0 for buffer in buffers)
 
     @property
     def num_categories(self) -> int:
@@ -217,25 +269,48 @@ class PromptMADModel(DynamicBufferMixin):
         """Set ``(K, C)`` category prototypes (normalised here)."""
         self.prototypes = F.normalize(prototypes.to(self.pixel_mean.device, torch.float32), dim=1)
 
-    def set_prompt_images(self, images: torch.Tensor) -> None:
-        """Fix one normal image prompt per category and encode it.
+    def set_prompt_images(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Fix the candidate normal image prompts of every category and encode them.
 
         Args:
-            images: ``(K, 3, H, W)`` in [0, 1], row ``k`` a normal image of category ``k``.
+            images: ``(K, M, 3, H, W)`` in [0, 1], row ``k`` up to ``M`` normal images of category ``k``
+                (``(K, 3, H, W)``: one each).
+            valid: ``(K, M)`` 1 where a candidate is real, 0 where a category with fewer candidates is padded;
+                default all real.
         """
-        _, features = self.extract(images.to(self.pixel_mean.device))
-        self.prompt_features = features
+        if images.ndim == 4:
+            images = images.unsqueeze(1)
+        count, candidates = images.shape[:2]
+        _, features = self.extract(images.flatten(0, 1).to(self.pixel_mean.device))
+        self.prompt_features = features.unflatten(0, (count, candidates))
+        self.prompt_descriptors = self.descriptor(features).unflatten(0, (count, candidates))
+        self.prompt_valid = (
+            torch.ones(count, candidates, device=features.device) if valid is None else valid.to(features.device).float()
+        )
         self.refresh_prompt_memory()
 
     @torch.no_grad()
     def refresh_prompt_memory(self) -> None:
-        """Re-encode the fixed prompts with the current weights (after every training phase)."""
+        """Re-encode the candidate prompts with the current weights (after every training phase)."""
         was_training = self.training
         self.eval()
-        categories = torch.arange(self.prompt_features.shape[0], device=self.prompt_features.device)
+        count, candidates = self.prompt_features.shape[:2]
+        categories = torch.arange(count, device=self.prompt_features.device).repeat_interleave(candidates)
         normal_text = self.text_tokens(categories)[:, 0] if self.text_tokens is not None else None
-        self.prompt_memory = self.reconstructor.prompt_stream(self.prompt_features, normal_text)
+        memory = self.reconstructor.prompt_stream(self.prompt_features.flatten(0, 1), normal_text)
+        self.prompt_memory = memory.unflatten(0, (count, candidates))
         self.train(was_training)
+
+    def set_matching_banks(self, banks: Sequence[torch.Tensor]) -> None:
+        """Set one ``(N_k, C)`` coreset of normal patch embeddings per category (prompt matching)."""
+        if self.patch_bank is None:
+            msg = "this network was built with use_prompt_matching=False: it has no prompt-matching bank"
+            raise RuntimeError(msg)
+        self.patch_bank.set_banks([bank.to(self.pixel_mean.device) for bank in banks])
+
+    def set_matching_scale(self, scale: torch.Tensor) -> None:
+        """Set the ``(K,)`` per-category prompt-matching scale."""
+        self.matching_scale = scale.to(self.pixel_mean.device, torch.float32).clamp_min(1e-6)
 
     def set_map_scale(self, scale: torch.Tensor) -> None:
         """Set the ``(K,)`` per-category distance scale."""
@@ -243,17 +318,24 @@ class PromptMADModel(DynamicBufferMixin):
 
     def set_fusion_rules(self, rules: Sequence[FusionRule]) -> None:
         """Set one fusion rule per category (in category order)."""
+        if self.patch_bank is None and any(rule.matching and not rule.product for rule in rules):
+            msg = "a fusion rule weights the prompt-matching map M, but this network has no prompt matching"
+            raise ValueError(msg)
         device = self.pixel_mean.device
         self.fusion_weight = torch.tensor([rule.weight for rule in rules], dtype=torch.float32, device=device)
+        self.fusion_matching = torch.tensor([rule.matching for rule in rules], dtype=torch.float32, device=device)
         self.fusion_product = torch.tensor([float(rule.product) for rule in rules], dtype=torch.float32, device=device)
 
     @property
     def fusion_rules(self) -> list[FusionRule]:
         """The per-category fusion rules (empty before calibration)."""
+        matching = self.fusion_matching.tolist() if self.fusion_matching.numel() else [0.0] * self.fusion_weight.numel()
         # rounded: the float32 buffer turns 0.3 into 0.30000001
         return [
-            FusionRule(weight=round(float(weight), 6), product=bool(product))
-            for weight, product in zip(self.fusion_weight.tolist(), self.fusion_product.tolist(), strict=True)
+            FusionRule(weight=round(float(weight), 6), product=bool(product), matching=round(float(share), 6))
+            for weight, product, share in zip(
+                self.fusion_weight.tolist(), self.fusion_product.tolist(), matching, strict=True
+            )
         ]
 
     # ------------------------------------------------------------------ heads
@@ -298,44 +380,110 @@ class PromptMADModel(DynamicBufferMixin):
 
     def predict_with_category(self, images: torch.Tensor) -> tuple[InferenceBatch, torch.Tensor]:
         """Score images and return the category inferred for each: ``(InferenceBatch, (B,) indices)``."""
-        distance, probability, category = self.component_maps(images)
+        maps = self.component_maps(images)
+        category = maps.category
         anomaly_map, score = self.anomaly_map(
-            distance,
-            probability,
+            maps.distance,
+            maps.probability,
             self.fusion_weight[category],
             self.fusion_product[category],
+            maps.matching,
+            self.fusion_matching[category] if maps.matching is not None else None,
         )
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
 
-    def component_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _check_calibrated(self) -> None:
+        if not self.is_calibrated:
+            msg = (
+                "PromptMAD is not calibrated: its normal image prompts, class prototypes, map scales, matching "
+                "banks and fusion rules are fitted after training. Train it first, or load a trained checkpoint."
+            )
+            raise RuntimeError(msg)
+
+    def retrieve_prompts(self, features: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """Indices of each image's nearest candidate prompts of its category (cosine of global descriptors).
+
+        Args:
+            features: ``(B, C, h, w)`` token-aligned features.
+            category: ``(B,)`` inferred categories.
+
+        Returns:
+            ``(B, k)`` candidate indices, nearest first, ``k = min(retrieved_prompts, M)``.
+        """
+        similarity = torch.einsum("bc,bmc->bm", self.descriptor(features), self.prompt_descriptors[category])
+        # padding candidates (a category with fewer training images) can never be retrieved
+        similarity = similarity - 4.0 * (1 - self.prompt_valid[category])
+        count = min(self.retrieved_prompts, self.prompt_memory.shape[1])
+        return similarity.topk(count, dim=1).indices
+
+    def _best_reconstruction(
+        self,
+        features: torch.Tensor,
+        category: torch.Tensor,
+        text: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruct from each retrieved prompt; per token keep the one closest to the features.
+
+        Returns:
+            ``(reconstruction (B, C, h, w), distance (B, 1, h, w))``.
+        """
+        chosen = self.retrieve_prompts(features, category)
+        reconstruction: torch.Tensor | None = None
+        distance: torch.Tensor | None = None
+        for column in range(chosen.shape[1]):  # static count: unrolled on export
+            memory = self.prompt_memory[category, chosen[:, column]]
+            candidate = self._reconstruct(memory, features, text)
+            candidate_distance = torch.linalg.vector_norm(candidate - features, dim=1, keepdim=True)
+            if reconstruction is None or distance is None:
+                reconstruction, distance = candidate, candidate_distance
+                continue
+            closer = candidate_distance < distance
+            reconstruction = torch.where(closer, candidate, reconstruction)
+            distance = torch.minimum(candidate_distance, distance)
+        assert reconstruction is not None and distance is not None  # noqa: S101 - at least one prompt
+        return reconstruction, distance
+
+    def component_maps(self, images: torch.Tensor) -> ComponentMaps:
         """The maps that the fusion rule combines, at the image size.
 
         Args:
             images: ``(B, 3, H, W)`` in [0, 1].
 
         Returns:
-            ``(D, P, category)``: the scaled distance ``(B, 1, H, W)``, the pixel-head probability
-            ``(B, 1, H, W)`` and the inferred category ``(B,)``.
+            The scaled distance ``D``, the pixel-head probability ``P``, the scaled matching map ``M`` (or
+            ``None``), each ``(B, 1, H, W)``, and the inferred category ``(B,)``.
         """
-        if not self.is_calibrated:
-            msg = (
-                "PromptMAD is not calibrated: its normal image prompts, class prototypes, map scales and fusion "
-                "rules are fitted after training. Train it first, or load a trained checkpoint."
-            )
-            raise RuntimeError(msg)
-        skips, features = self.backbone_features(images)
+        self._check_calibrated()
+        levels, features = self.extract(images)
         category = self.classify(features)
         text = self.text_tokens(category) if self.text_tokens is not None else None
-        reconstruction = self._reconstruct(self.prompt_memory[category], features, text)
-        logits, _, _ = self._pixel_logits(reconstruction, features, skips, text)
-        distance = torch.linalg.vector_norm(reconstruction - features, dim=1, keepdim=True)
-        scaled, probability = self.anomaly_map.component_maps(
+        reconstruction, distance = self._best_reconstruction(features, category, text)
+        logits, _, _ = self._pixel_logits(reconstruction, features, [levels[i] for i in self._skip_levels], text)
+        matching = self._matching_distance(levels, category)
+        scaled, probability, matched = self.anomaly_map.component_maps(
             distance,
             self.map_scale[category],
             logits,
             (images.shape[-2], images.shape[-1]),
+            matching,
+            self.matching_scale[category] if matching is not None else None,
         )
-        return scaled, probability, category
+        return ComponentMaps(scaled, probability, matched, category)
+
+    def _matching_distance(self, levels: Sequence[torch.Tensor], category: torch.Tensor) -> torch.Tensor | None:
+        """``(B, 1, H/s, W/s)`` nearest-normal-patch distances of the category's bank, ``None`` without matching."""
+        if self.patch_embedding is None or self.patch_bank is None:
+            return None
+        return self.patch_bank(self.patch_embedding(levels), category)
+
+    def matching_embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H/s, W/s)`` patch embeddings the matching banks are built from (prompt matching only)."""
+        if self.patch_embedding is None:
+            msg = "this network was built with use_prompt_matching=False"
+            raise RuntimeError(msg)
+        with torch.no_grad():
+            levels = self.backbone((images - self.pixel_mean) / self.pixel_std)
+            return self.patch_embedding(levels)
 
     @torch.no_grad()
     def distance_quantile(self, images: torch.Tensor, quantile: float) -> torch.Tensor:
@@ -346,9 +494,22 @@ class PromptMADModel(DynamicBufferMixin):
         _, features = self.extract(images)
         category = self.classify(features)
         text = self.text_tokens(category) if self.text_tokens is not None else None
-        reconstruction = self._reconstruct(self.prompt_memory[category], features, text)
-        distance = torch.linalg.vector_norm(reconstruction - features, dim=1)
+        _, distance = self._best_reconstruction(features, category, text)
         return torch.quantile(distance.flatten(1), quantile, dim=1)
+
+    @torch.no_grad()
+    def matching_quantile(self, images: torch.Tensor, quantile: float) -> torch.Tensor:
+        """Per-image ``quantile`` of the unscaled, smoothed prompt-matching map at the image size: ``(B,)``.
+
+        Used after the banks are set to scale ``M`` of each category (on normal images outside the bank).
+        """
+        levels, features = self.extract(images)
+        matching = self._matching_distance(levels, self.classify(features))
+        if matching is None:
+            msg = "this network was built with use_prompt_matching=False"
+            raise RuntimeError(msg)
+        smoothed = self.anomaly_map.matching_blur(self.anomaly_map.upsample(matching, images.shape[-2:]))
+        return torch.quantile(smoothed.flatten(1), quantile, dim=1)
 
     # ------------------------------------------------------------------ training
     def _draw_prompts(self, features: torch.Tensor, category: torch.Tensor) -> torch.Tensor:

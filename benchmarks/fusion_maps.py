@@ -1,7 +1,8 @@
 # Copyright (C) 2026 anomalib-promptmad developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Picture of what each category's fusion rule does: the two maps it combines and the result.
+"""Picture of what each category's fusion rule does: the maps it combines (D, P and, with prompt matching, M)
+and the result.
 
 For a trained PromptMAD checkpoint and its MVTec-layout data, one row per chosen test image (per category,
 its first defective image and its first good one, in path order):
@@ -36,7 +37,15 @@ from anomalib_promptmad import MultiClassMVTecAD, PromptMAD
 from anomalib_promptmad.atomic_write import write_atomic
 from anomalib_promptmad.fusion_rule import FusionRule
 
-_COLUMNS = ("image", "ground truth", "D: distance / scale", "P: probability", "fixed 0.5 D + 0.5 P", "chosen rule")
+_COLUMNS = (
+    "image",
+    "ground truth",
+    "D: distance / scale",
+    "P: probability",
+    "M: matching / scale",
+    "fixed 0.5 D + 0.5 P",
+    "chosen rule",
+)
 
 
 def figure_rows(model: PromptMAD, dataset: MultiClassMVTecAD) -> list[dict]:
@@ -63,7 +72,7 @@ def _collect_rows(model: PromptMAD, dataset: MultiClassMVTecAD) -> list[dict]:
             item = test[int(chosen.index[0])]
             image = resize(item.image.unsqueeze(0))
             with torch.no_grad():
-                distance, probability, inferred = model.model.component_maps(image)
+                distance, probability, matching, inferred = model.model.component_maps(image)
             index = model.categories.index(category)
             rule = model.model.fusion_rules[index]
             mask = item.gt_mask if item.gt_mask is not None else torch.zeros(item.image.shape[-2:])
@@ -75,8 +84,9 @@ def _collect_rows(model: PromptMAD, dataset: MultiClassMVTecAD) -> list[dict]:
                     "mask": F.interpolate(mask.float()[None, None], size=image.shape[-2:])[0, 0].numpy(),
                     "D": distance[0, 0].numpy(),
                     "P": probability[0, 0].numpy(),
+                    "M": (matching if matching is not None else torch.zeros_like(distance))[0, 0].numpy(),
                     "fixed": FusionRule(weight=0.5).apply(distance, probability)[0, 0].numpy(),
-                    "chosen": rule.apply(distance, probability)[0, 0].numpy(),
+                    "chosen": rule.apply(distance, probability, matching)[0, 0].numpy(),
                     "rule": rule,
                     "inferred": model.categories[int(inferred[0])],
                 },
@@ -94,12 +104,13 @@ def draw(
 
     Args:
         rows: From :func:`figure_rows`.
-        scores: Per category, every rule's validation pixel AP (``PromptMAD.validation_fusion_choices``).
+        scores: Per category, every rule's validation score, the mean of pixel AP and pixel AUROC
+            (``PromptMAD.validation_fusion_choices``).
         output: PNG path.
         credit: Image credit for the title.
     """
     span = {}
-    for key in ("D", "fixed", "chosen"):
+    for key in ("D", "M", "fixed", "chosen"):
         for category in {row["category"] for row in rows}:
             values = np.concatenate([row[key].ravel() for row in rows if row["category"] == category])
             low, high = np.percentile(values, [1.0, 99.9])
@@ -121,6 +132,7 @@ def draw(
             (row["mask"], "gray"),
             (stretched(row, "D"), "jet"),
             (row["P"], "jet"),
+            (stretched(row, "M"), "jet"),
             (stretched(row, "fixed"), "jet"),
             (stretched(row, "chosen"), "jet"),
         ]
@@ -129,8 +141,8 @@ def draw(
             axis.set_xticks([])
             axis.set_yticks([])
         row_axes[0].set_ylabel(f"{category}\n{row['name']}", fontsize=8)
-        row_axes[4].set_xlabel(f"val AP {fixed_ap:.3f}", fontsize=8)
-        row_axes[5].set_xlabel(f"{row['rule']}\nval AP {chosen_ap:.3f}", fontsize=8)
+        row_axes[5].set_xlabel(f"val AP/AUROC {fixed_ap:.3f}", fontsize=8)
+        row_axes[6].set_xlabel(f"{row['rule']}\nval AP/AUROC {chosen_ap:.3f}", fontsize=8)
     for axis, title in zip(axes[0], _COLUMNS, strict=True):
         axis.set_title(title, fontsize=9)
     figure.suptitle(f"PromptMAD fusion per category{f' ({credit})' if credit else ''}", fontsize=9)

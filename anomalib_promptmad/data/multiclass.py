@@ -136,7 +136,9 @@ class MultiClassDataModule(AnomalibDataModule):
     :meth:`_load_category` (one category's train or test dataset).
 
     Args:
-        root (str | Path): Folder holding one sub-folder per category.
+        root (str | Path | Sequence[str | Path]): Folder holding one sub-folder per category, or several
+            such folders (product lines stored apart, trained as one unified model): each category is then
+            looked up in every root, and one found in two roots, or in none, is an error.
         categories (Sequence[str] | str): Category names, ``"all"`` (every usable category under
             ``root``), one name, or comma-separated names.
         train_batch_size (int): Training batch size.
@@ -160,7 +162,7 @@ class MultiClassDataModule(AnomalibDataModule):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Sequence[str | Path],
         categories: Sequence[str] | str,
         train_batch_size: int,
         eval_batch_size: int,
@@ -200,7 +202,13 @@ class MultiClassDataModule(AnomalibDataModule):
             if not 0.0 < ratio < 1.0:
                 msg = f"{option} must be in (0, 1), got {ratio}"
                 raise ValueError(msg)
-        self.root = Path(root)
+        self.roots = [Path(root)] if isinstance(root, str | Path) else [Path(path) for path in root]
+        if not self.roots:
+            msg = f"{self.__class__.__name__}: root names no folder"
+            raise ValueError(msg)
+        # the first root names the dataset (results folder); category_roots says where each category lives
+        self.root = self.roots[0]
+        self.category_roots: dict[str, Path] = {}
         self.categories = self._resolve_categories(categories)
         if validate_files:
             # here, not in setup: the Engine creates its results folder before setup runs
@@ -209,12 +217,12 @@ class MultiClassDataModule(AnomalibDataModule):
     # ------------------------------------------------------------------ categories
 
     @abstractmethod
-    def _find_categories(self) -> dict[str, str | None]:
+    def _find_categories(self, root: Path) -> dict[str, str | None]:
         """Every sub-folder of ``root`` -> ``None`` if it is a usable category, else what it lacks."""
 
     @abstractmethod
     def _load_category(self, category: str, split: Split) -> AnomalibDataset:
-        """The ``split`` (train or test) dataset of one category."""
+        """The ``split`` (train or test) dataset of one category (found in ``category_roots[category]``)."""
 
     @property
     def layout(self) -> str:
@@ -222,30 +230,41 @@ class MultiClassDataModule(AnomalibDataModule):
         return "<root>/<category>/..."
 
     def _resolve_categories(self, requested: Sequence[str] | str) -> list[str]:
-        """Validate ``root`` and the requested categories; return them sorted. Touches nothing on disk."""
+        """Validate the roots and the requested categories; return them sorted. Touches nothing on disk.
+
+        Also fills :attr:`category_roots` (category -> the root it was found in).
+        """
         name = self.__class__.__name__
-        if not self.root.is_dir():
-            what = "is not a folder" if self.root.exists() else "does not exist"
-            msg = (
-                f"{name}: dataset root '{self.root}' {what}. Expected the layout {self.layout}. "
-                "Nothing is downloaded: point root at a local copy (the demo dataset is made with "
-                "`promptmad-demo-data --root PATH`)."
-            )
-            raise FileNotFoundError(msg)
-        found = self._find_categories()
+        found: dict[str, str | None] = {}
+        where: dict[str, list[Path]] = {}
+        for root in self.roots:
+            if not root.is_dir():
+                what = "is not a folder" if root.exists() else "does not exist"
+                msg = (
+                    f"{name}: dataset root '{root}' {what}. Expected the layout {self.layout}. "
+                    "Nothing is downloaded: point root at a local copy (the demo dataset is made with "
+                    "`promptmad-demo-data --root PATH`)."
+                )
+                raise FileNotFoundError(msg)
+            for category, problem in self._find_categories(root).items():
+                if problem is None or category not in found or found[category] is not None:
+                    found[category] = problem
+                if problem is None:
+                    where.setdefault(category, []).append(root)
         available = sorted(category for category, problem in found.items() if problem is None)
         if isinstance(requested, str):
             requested = (
                 available if requested.strip() == "all" else [c.strip() for c in requested.split(",") if c.strip()]
             )
+        roots = ", ".join(f"'{root}'" for root in self.roots)
         if not available:
-            msg = f"{name}: dataset root '{self.root}' holds no category folder with the layout {self.layout}."
+            msg = f"{name}: dataset root {roots} holds no category folder with the layout {self.layout}."
             if found:
                 msg += " Problems: " + "; ".join(f"{c}: {p}" for c, p in sorted(found.items()))
             raise FileNotFoundError(msg)
         requested = list(dict.fromkeys(requested))
         if not requested:
-            msg = f"{name}: no category requested; available in '{self.root}': {available}"
+            msg = f"{name}: no category requested; available in {roots}: {available}"
             raise ValueError(msg)
         problems = []
         for category in requested:
@@ -256,9 +275,18 @@ class MultiClassDataModule(AnomalibDataModule):
         if problems:
             msg = (
                 f"{name}: unknown or unusable categor{'y' if len(problems) == 1 else 'ies'} "
-                f"{', '.join(problems)} under '{self.root}'. Available categories: {available}"
+                f"{', '.join(problems)} under {roots}. Available categories: {available}"
             )
             raise ValueError(msg)
+        twice = {category: where[category] for category in requested if len(where[category]) > 1}
+        if twice:
+            listed = "; ".join(f"'{c}' in {', '.join(str(r) for r in paths)}" for c, paths in sorted(twice.items()))
+            msg = (
+                f"{name}: categor{'y' if len(twice) == 1 else 'ies'} found under more than one root: {listed}. "
+                "A category must live in exactly one root: remove or rename one copy."
+            )
+            raise ValueError(msg)
+        self.category_roots = {category: where[category][0] for category in requested}
         return sorted(requested)
 
     def validate_files(self) -> None:
@@ -273,10 +301,12 @@ class MultiClassDataModule(AnomalibDataModule):
             for category in self.categories
             for split in (Split.TRAIN, Split.TEST)
         ]
-        validate_samples(pd.concat(tables, ignore_index=True), f"{self.__class__.__name__} '{self.root}'")
+        roots = ", ".join(f"'{root}'" for root in self.roots)
+        validate_samples(pd.concat(tables, ignore_index=True), f"{self.__class__.__name__} {roots}")
 
-    def _category_dirs(self) -> list[Path]:
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    @staticmethod
+    def _category_dirs(root: Path) -> list[Path]:
+        return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     @property
     def name(self) -> str:
@@ -284,8 +314,17 @@ class MultiClassDataModule(AnomalibDataModule):
         return self.root.resolve().name or self.__class__.__name__
 
     def category_of(self, image_path: str | Path) -> str:
-        """Category of a sample of this datamodule: the first folder of ``image_path`` below ``root``."""
-        return category_from_path(image_path, root=self.root)
+        """Category of a sample of this datamodule: the first folder of ``image_path`` below its root."""
+        if len(self.roots) == 1:
+            return category_from_path(image_path, root=self.root)
+        for category, root in self.category_roots.items():
+            try:
+                found = category_from_path(image_path, root=root)
+            except ValueError:
+                continue
+            if found == category:
+                return found
+        return category_from_path(image_path, root=self.root)  # raises, naming the path
 
     def prepare_data(self) -> None:
         """Check that the data is still there; never downloads (anomalib's MVTecAD would)."""
@@ -462,7 +501,9 @@ class MultiClassMVTecAD(MultiClassDataModule):
         <root>/<category>/ground_truth/<defect>/<name>_mask.png
 
     Args:
-        root (str | Path | None): Dataset root; ``None`` is anomalib's datasets folder + ``MVTecAD``.
+        root (str | Path | Sequence[str | Path] | None): Dataset root, or several roots whose categories are
+            trained together (e.g. ``[./datasets/MVTecAD, ./datasets/MVTec3D-RGB]``; a category found in two
+            roots, or in none, is an error); ``None`` is anomalib's datasets folder + ``MVTecAD``.
             Defaults to ``"./datasets/MVTecAD"``.
         categories (Sequence[str] | str): Categories, or ``"all"`` for every folder under ``root`` that
             has ``train/good`` and ``test``. Defaults to ``"all"``.
@@ -494,7 +535,7 @@ class MultiClassMVTecAD(MultiClassDataModule):
 
     def __init__(
         self,
-        root: str | Path | None = "./datasets/MVTecAD",
+        root: str | Path | Sequence[str | Path] | None = "./datasets/MVTecAD",
         categories: Sequence[str] | str = "all",
         train_batch_size: int = 32,
         eval_batch_size: int = 32,
@@ -511,7 +552,11 @@ class MultiClassMVTecAD(MultiClassDataModule):
         validate_files: bool = True,
     ) -> None:
         super().__init__(
-            root=resolve_dataset_root(root, "MVTecAD"),
+            root=(
+                resolve_dataset_root(root, "MVTecAD")
+                if root is None or isinstance(root, str | Path)
+                else [resolve_dataset_root(path, "MVTecAD") for path in root]
+            ),
             categories=categories,
             train_batch_size=train_batch_size,
             eval_batch_size=eval_batch_size,
@@ -533,14 +578,11 @@ class MultiClassMVTecAD(MultiClassDataModule):
         """MVTec layout."""
         return "'<root>/<category>/{train/good,test/<type>,ground_truth/<defect>}/<file>.png'"
 
-    def _find_categories(self) -> dict[str, str | None]:
-        found: dict[str, str | None] = {}
-        for folder in self._category_dirs():
-            found[folder.name] = _mvtec_category_problem(folder)
-        return found
+    def _find_categories(self, root: Path) -> dict[str, str | None]:
+        return {folder.name: _mvtec_category_problem(folder) for folder in self._category_dirs(root)}
 
     def _load_category(self, category: str, split: Split) -> AnomalibDataset:
-        return MVTecADDataset(root=self.root, category=category, split=split)
+        return MVTecADDataset(root=self.category_roots[category], category=category, split=split)
 
 
 def _has_images(folder: Path, extensions: Sequence[str]) -> bool:
@@ -595,7 +637,8 @@ class MultiClassFolder(MultiClassDataModule):
     ``<category>/{train,test}/<type>/<file>``, which the defaults give.
 
     Args:
-        root (str | Path): Folder with one sub-folder per category.
+        root (str | Path | Sequence[str | Path]): Folder with one sub-folder per category, or several such
+            folders (a category found in two roots, or in none, is an error).
         categories (Sequence[str] | str): Categories, or ``"all"`` for every sub-folder whose
             ``normal_dir`` holds images. Defaults to ``"all"``.
         normal_dir (str | Sequence[str]): Normal training images. Defaults to ``"train/good"``.
@@ -627,7 +670,7 @@ class MultiClassFolder(MultiClassDataModule):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Sequence[str | Path],
         categories: Sequence[str] | str = "all",
         normal_dir: str | Sequence[str] = "train/good",
         abnormal_dir: str | Sequence[str] | None = "test/*",
@@ -699,9 +742,9 @@ class MultiClassFolder(MultiClassDataModule):
         # Recursive, as anomalib's FolderDataset reads sub-folders too.
         return sum(p.suffix.lower() in self.extensions for p in folder.rglob("*") if p.is_file())
 
-    def _find_categories(self) -> dict[str, str | None]:
+    def _find_categories(self, root: Path) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
-        for folder in self._category_dirs():
+        for folder in self._category_dirs(root):
             dirs = self._folders(folder)
             if not dirs["normal"]:
                 found[folder.name] = f"no images in {', '.join(self.normal_dir)}"
@@ -715,10 +758,10 @@ class MultiClassFolder(MultiClassDataModule):
         return found
 
     def _load_category(self, category: str, split: Split) -> AnomalibDataset:
-        dirs = self._folders(self.root / category)
+        dirs = self._folders(self.category_roots[category] / category)
         return FolderDataset(
             name=category,
-            root=self.root / category,
+            root=self.category_roots[category] / category,
             normal_dir=dirs["normal"],
             abnormal_dir=dirs["abnormal"] or None,
             normal_test_dir=dirs["normal_test"] or None,

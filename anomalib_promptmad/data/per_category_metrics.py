@@ -139,6 +139,7 @@ class PerCategoryMetrics(Callback):
         self._states: dict[str, _CategoryState] = {}
         self._pending: _PendingBatch | None = None
         self._category_root: Path | None = None
+        self._category_of: Callable[[str], str] | None = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -149,8 +150,11 @@ class PerCategoryMetrics(Callback):
         self._pending = None
         self.results = {}
         self.captured_raw_scores = None
-        datamodule_root = getattr(getattr(trainer, "datamodule", None), "root", None)
+        datamodule = getattr(trainer, "datamodule", None)
+        datamodule_root = getattr(datamodule, "root", None)
         self._category_root = self.root or (Path(datamodule_root) if datamodule_root is not None else None)
+        # a multi-root datamodule knows which root each category came from
+        self._category_of = getattr(datamodule, "category_of", None) if self.root is None else None
 
     def on_test_batch_start(
         self,
@@ -208,6 +212,8 @@ class PerCategoryMetrics(Callback):
     # ------------------------------------------------------------------ accumulation
 
     def _category(self, image_path: str) -> str:
+        if self._category_of is not None:
+            return self._category_of(image_path)
         return category_from_path(image_path, root=self._category_root)
 
     def _resize(self, tensor: torch.Tensor, mode: str) -> torch.Tensor:

@@ -366,3 +366,39 @@ def test_worker_processes_give_the_same_batches(demo_root: Path) -> None:
     assert batches[0].image_path == batches[1].image_path
     assert torch.equal(batches[0].image, batches[1].image)
     assert torch.equal(batches[0].gt_mask, batches[1].gt_mask)
+
+
+# ---------------------------------------------------------------------------------------------- several roots
+
+
+@pytest.mark.parametrize("datamodule_class", [MultiClassMVTecAD, MultiClassFolder])
+def test_categories_from_several_roots_make_one_unified_datamodule(
+    demo_root: Path, tmp_path: Path, datamodule_class: type
+) -> None:
+    """Product lines stored apart: each category is read from its own root; per-category names stay right."""
+    first, second = tmp_path / "line_a", tmp_path / "line_b"
+    shutil.copytree(demo_root / "disc", first / "disc")
+    shutil.copytree(demo_root / "fabric", second / "fabric")
+    datamodule = datamodule_class(root=[first, second], categories="all", num_workers=0, eval_batch_size=64)
+    assert datamodule.categories == ["disc", "fabric"]
+    assert datamodule.category_roots == {"disc": first, "fabric": second}
+    datamodule.setup()
+    paths = [datamodule.test_data[index].image_path for index in range(len(datamodule.test_data))]
+    assert {datamodule.category_of(path) for path in paths} == {"disc", "fabric"}
+    for path in paths:
+        root = first if datamodule.category_of(path) == "disc" else second
+        assert Path(path).resolve().is_relative_to(root.resolve())
+
+
+def test_a_category_under_two_roots_or_none_is_one_clear_error(demo_root: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "line_a", tmp_path / "line_b"
+    shutil.copytree(demo_root / "disc", first / "disc")
+    shutil.copytree(demo_root / "disc", second / "disc")
+    shutil.copytree(demo_root / "fabric", second / "fabric")
+    with pytest.raises(ValueError, match=r"'disc' in .*line_a.*line_b"):
+        MultiClassMVTecAD(root=[first, second], categories=["disc", "fabric"])
+    assert MultiClassMVTecAD(root=[first, second], categories=["fabric"]).categories == ["fabric"]
+    with pytest.raises(ValueError, match=r"'screw' \(no such folder\) under .*line_a.*line_b"):
+        MultiClassMVTecAD(root=[first, second], categories=["screw"])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        MultiClassMVTecAD(root=[first, tmp_path / "missing"], categories=["disc"])

@@ -27,7 +27,15 @@ IMAGE_SIZE = 64
 EPOCHS = 8
 SEED = 0
 
-TINY_MODEL: dict[str, Any] = {**tiny_model.TINY_MODEL, "image_size": IMAGE_SIZE}
+# the session's model also matches prompts and retrieves two of three candidates: every inference path is
+# covered by the contract, fusion and export tests
+TINY_MODEL: dict[str, Any] = {
+    **tiny_model.TINY_MODEL,
+    "image_size": IMAGE_SIZE,
+    "use_prompt_matching": True,
+    "prompt_candidates": 3,
+    "retrieved_prompts": 2,
+}
 
 
 @dataclass

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from anomalib_promptmad.anomaly_map import AnomalyMapGenerator
@@ -113,9 +114,10 @@ def test_diffusion_steps_run_the_denoiser_steps_times() -> None:
 
 def test_anomaly_map_in_unit_interval_and_order_preserving() -> None:
     generator = AnomalyMapGenerator(pool_size=4)
-    distance, probability = AnomalyMapGenerator.component_maps(
+    distance, probability, matching = generator.component_maps(
         torch.rand(2, 1, 4, 4) * 50, torch.tensor([10.0, 20.0]), torch.randn(2, 1, 16, 16), (32, 32)
     )
+    assert matching is None
     assert distance.shape == probability.shape == (2, 1, 32, 32)
     anomaly_map, score = generator(distance, probability, torch.full((2,), 0.5), torch.zeros(2))
     assert anomaly_map.shape == (2, 1, 32, 32)
@@ -124,7 +126,8 @@ def test_anomaly_map_in_unit_interval_and_order_preserving() -> None:
     assert anomaly_map.max() < 1
     # distances only (weight 0): the map ranks pixels exactly as the distances do
     plain, _ = generator(distance, probability, torch.zeros(2), torch.zeros(2))
-    assert torch.equal(plain.flatten().argsort(), distance.flatten().argsort())
+    order = distance.flatten().argsort()
+    assert bool((plain.flatten()[order].diff() >= -1e-6).all())  # up to float rounding of x / (1 + x)
 
 
 def test_anomaly_map_fuses_each_image_with_its_own_rule() -> None:
@@ -153,3 +156,29 @@ def test_losses_and_weights() -> None:
     perfect = torch.where(mask > 0, 20.0, -20.0)
     assert dice_loss(perfect, mask) < 0.05
     assert dice_loss(-perfect, mask) > 0.9
+
+
+def test_one_token_impulse_lands_on_the_same_pixels_in_every_map() -> None:
+    """D (stride 16), P (stride 4) and M (stride 8) are registered to the pixel: an impulse in one cell of each
+    grid, covering the same image region, peaks at the same pixels after upsampling."""
+    generator = AnomalyMapGenerator(pool_size=4, matching_sigma=0.5)
+    distance = torch.zeros(1, 1, 4, 4)
+    distance[..., 1, 2] = 1.0  # pixels 16..31 x 32..47
+    logits = torch.full((1, 1, 16, 16), -10.0)
+    logits[..., 4:8, 8:12] = 10.0  # the same pixels at stride 4
+    matching = torch.zeros(1, 1, 8, 8)
+    matching[..., 2:4, 4:6] = 1.0  # and at stride 8
+    scaled, probability, matched = generator.component_maps(
+        distance, torch.ones(1), logits, (64, 64), matching, torch.ones(1)
+    )
+    assert matched is not None
+    for component in (scaled, probability, matched):
+        rows = component[0, 0].amax(dim=1)
+        cols = component[0, 0].amax(dim=0)
+        # symmetric about the region's centre (23.5, 39.5): the same pixels, not half a cell apart
+        assert torch.allclose(rows[16:24], rows[16:32].flip(0)[:8], atol=1e-5), component
+        assert torch.allclose(cols[32:40], cols[32:48].flip(0)[:8], atol=1e-5), component
+        positions = torch.arange(64, dtype=torch.float32)
+        row_weights, col_weights = rows - rows.min(), cols - cols.min()
+        assert float((row_weights * positions).sum() / row_weights.sum()) == pytest.approx(23.5, abs=1e-3)
+        assert float((col_weights * positions).sum() / col_weights.sum()) == pytest.approx(39.5, abs=1e-3)

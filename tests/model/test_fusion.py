@@ -11,19 +11,27 @@ from pathlib import Path
 
 import pytest
 import torch
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from anomalib_promptmad import PromptMAD
-from anomalib_promptmad.fusion_rule import CANDIDATE_RULES, FusionRule, average_precision, choose_fusion_rule
+from anomalib_promptmad.fusion_rule import (
+    CANDIDATE_RULES,
+    FusionRule,
+    candidate_rules,
+    choose_fusion_rule,
+    ranking_quality,
+)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_average_precision_matches_scikit_learn_with_ties(seed: int) -> None:
+def test_ranking_quality_is_the_mean_of_scikit_learns_ap_and_auroc_with_ties(seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     scores = torch.randint(0, 6, (400,), generator=generator).float()  # many tied scores
     labels = torch.rand(400, generator=generator) < 0.2
-    expected = average_precision_score(labels.numpy(), scores.numpy())
-    assert average_precision(scores, labels) == pytest.approx(expected, abs=1e-12)
+    expected = 0.5 * (
+        average_precision_score(labels.numpy(), scores.numpy()) + roc_auc_score(labels.numpy(), scores.numpy())
+    )
+    assert ranking_quality(scores, labels) == pytest.approx(expected, abs=1e-6)  # torchmetrics sums in float32
 
 
 def _maps(distance_values: dict[str, float], probability_values: dict[str, float]):
@@ -60,6 +68,26 @@ def test_choose_fusion_rule_takes_the_product_where_no_sum_separates() -> None:
     assert set(scores) == set(CANDIDATE_RULES)
 
 
+def test_choose_fusion_rule_takes_the_matching_map_where_only_it_localises() -> None:
+    distance, probability, mask = _maps({"B": 5.0}, {"C": 0.9})  # D and P fire elsewhere
+    matching = torch.where(mask, 3.0, 0.2)
+    rule, scores = choose_fusion_rule(distance, probability, mask, candidate_rules(with_matching=True), matching)
+    assert rule.matching > 0 and scores[rule] == pytest.approx(1.0)
+    assert scores[FusionRule(weight=0.0, matching=1.0)] == pytest.approx(1.0)
+    assert max(score for candidate, score in scores.items() if not candidate.matching) < 0.9
+    assert len(scores) == 66 + 1
+    with pytest.raises(ValueError, match="no M maps"):
+        choose_fusion_rule(distance, probability, mask, candidate_rules(with_matching=True))
+
+
+def test_fusion_rule_names_and_limits() -> None:
+    assert str(FusionRule(weight=0.2, matching=0.5)) == "0.3 D + 0.2 P + 0.5 M"
+    assert str(FusionRule(weight=0.0)) == "D only"
+    assert str(FusionRule(product=True)) == "D * P"
+    with pytest.raises(ValueError, match="matching weight"):
+        FusionRule(weight=0.6, matching=0.5)
+
+
 def test_choose_fusion_rule_needs_anomalous_pixels() -> None:
     distance, probability, mask = _maps({"A": 1.0}, {})
     with pytest.raises(ValueError, match="no anomalous pixel"):
@@ -81,7 +109,7 @@ def test_trained_model_chose_each_rule_on_the_validation_split(trained) -> None:
     assert set(model.fusion_scores) == set(model.categories)
     for category, rule in zip(model.categories, model.model.fusion_rules, strict=True):
         scores = model.fusion_scores[category]
-        assert len(scores) == len(CANDIDATE_RULES)
+        assert len(scores) == len(candidate_rules(with_matching=model.model.uses_prompt_matching))
         assert scores[str(rule)] == max(scores.values())
     loaded = PromptMAD.load_from_checkpoint(trained.checkpoint)
     assert loaded.model.fusion_rules == model.model.fusion_rules
@@ -109,12 +137,30 @@ def test_fixed_fusion_modes_and_missing_validation(trained, caplog: pytest.LogCa
 
 def test_checkpoint_from_before_fusion_rules_loads_with_the_fixed_sum(trained, tmp_path: Path) -> None:
     checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
-    for key in ("model.fusion_weight", "model.fusion_product"):
+    for key in ("model.fusion_weight", "model.fusion_product", "model.fusion_matching"):
         del checkpoint["state_dict"][key]
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     loaded = PromptMAD.load_from_checkpoint(old)
     assert loaded.model.fusion_rules == [FusionRule(weight=0.5)] * len(trained.model.categories)
+
+
+def test_checkpoint_from_before_prompt_retrieval_loads_with_its_single_prompt(trained, test_images, tmp_path: Path) -> None:
+    """Checkpoints that held one ``(K, C, h, w)`` prompt per category load as one candidate each."""
+    checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
+    state = checkpoint["state_dict"]
+    state["model.prompt_features"] = state["model.prompt_features"][:, 0]
+    state["model.prompt_memory"] = state["model.prompt_memory"][:, 0]
+    del state["model.prompt_descriptors"], state["model.prompt_valid"], state["model.fusion_matching"]
+    checkpoint["hyper_parameters"]["retrieved_prompts"] = 1
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    loaded = PromptMAD.load_from_checkpoint(old).eval()
+    assert loaded.model.prompt_memory.shape[1] == 1
+    assert loaded.model.fusion_rules == [FusionRule(weight=rule.weight, product=rule.product) for rule in trained.model.model.fusion_rules]
+    images, _ = test_images
+    with torch.no_grad():
+        assert torch.isfinite(loaded.model(images).anomaly_map).all()
 
 
 def test_fusion_figure_shows_both_maps_and_both_rules(trained, tmp_path: Path) -> None:
