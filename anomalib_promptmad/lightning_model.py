@@ -135,8 +135,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         texture_dir: Folder of texture images (e.g. DTD); ``None`` derives textures from the training images.
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        max_epochs: Training length (returned by :attr:`trainer_arguments`).
-        lr_decay_epoch: Epoch of the 10x learning-rate step (``None``: 80 % of ``max_epochs``, as OneNIP).
+        max_epochs: Training length. ``None`` (default) trains as long as the trainer says
+            (``--trainer.max_epochs`` / ``Engine(max_epochs=...)``; Lightning's default, 1000 as in OneNIP, when
+            that is unset too). A number here is returned by :attr:`trainer_arguments` and so replaces the
+            trainer's value.
+        lr_decay_epoch: Epoch of the 10x learning-rate step (``None``: 80 % of the training length, as OneNIP).
         gradient_clip_val: Gradient-norm clip.
         map_scale_quantile: Quantile of normal distances used as each category's map scale.
         calibration_images: Normal training images per category used to measure the map scale.
@@ -184,7 +187,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         texture_dir: str | None = None,
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-4,
-        max_epochs: int = 1000,
+        max_epochs: int | None = None,
         lr_decay_epoch: int | None = None,
         gradient_clip_val: float = 0.1,
         map_scale_quantile: float = 0.99,
@@ -204,7 +207,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        if max_epochs < 1:
+        if max_epochs is not None and max_epochs < 1:
             msg = f"max_epochs must be >= 1, got {max_epochs}"
             raise ValueError(msg)
         self.image_size = size
@@ -217,7 +220,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
-        self.lr_decay_epoch = lr_decay_epoch if lr_decay_epoch is not None else max(1, int(0.8 * max_epochs))
+        # None: 80 % of the training length, known once the trainer is (see configure_optimizers)
+        self.lr_decay_epoch = lr_decay_epoch
         self.gradient_clip_val = gradient_clip_val
         self.map_scale_quantile = map_scale_quantile
         self.calibration_images = calibration_images
@@ -297,13 +301,16 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """Training length, OneNIP's gradient clipping; validate (and calibrate) at the end only."""
-        return {
-            "max_epochs": self.max_epochs,
-            "gradient_clip_val": self.gradient_clip_val,
-            "num_sanity_val_steps": 0,
-            "check_val_every_n_epoch": self.max_epochs,
-        }
+        """OneNIP's gradient clipping, no sanity validation; the training length only where set on the model.
+
+        anomalib lets these replace the user's trainer arguments, so ``max_epochs`` is returned only when it
+        was given to the model: otherwise ``--trainer.max_epochs`` is honoured. Validation (which calibrates)
+        runs after the last epoch only; where the length comes from the trainer, :meth:`setup` sets that.
+        """
+        arguments: dict[str, Any] = {"gradient_clip_val": self.gradient_clip_val, "num_sanity_val_steps": 0}
+        if self.max_epochs is not None:
+            arguments.update(max_epochs=self.max_epochs, check_val_every_n_epoch=self.max_epochs)
+        return arguments
 
     @property
     def learning_type(self) -> LearningType:
@@ -314,7 +321,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         """AdamW with a 10x step decay (OneNIP)."""
         parameters = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.lr_decay_epoch, gamma=0.1)
+        decay_epoch = self.lr_decay_epoch
+        if decay_epoch is None:
+            epochs = self.max_epochs or (self.trainer.max_epochs if self._trainer is not None else None)
+            decay_epoch = max(1, int(0.8 * epochs)) if epochs and epochs > 0 else 1000  # 1000: never, in effect
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_epoch, gamma=0.1)
         return [optimizer], [scheduler]
 
     # ------------------------------------------------------------------ categories and text
@@ -336,11 +347,28 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             if self._trainer is not None:  # setup("fit") may also be called by hand, without a trainer
                 # refuse an unsupported precision and make checkpoints resumable before any long work starts
                 check_precision(self.trainer.precision)
+                self._validate_after_last_epoch()
                 install_checkpoint_safety(self.trainer)
             self._run_seed = run_seed()
             self._check_datamodule_categories()
             if self.model.text_tokens is not None and not self.model.text_tokens.is_set:
                 self._set_text_embeddings()
+
+    def _validate_after_last_epoch(self) -> None:
+        """Validate (and so calibrate) once, after the trainer's last epoch; refuse an open-ended run.
+
+        Without ``max_epochs`` on the model, :attr:`trainer_arguments` leaves the length to the trainer and
+        cannot set ``check_val_every_n_epoch`` from it, so it is set here, before the first epoch.
+        """
+        epochs = self.trainer.max_epochs
+        if epochs is None or epochs < 1:
+            msg = (
+                f"PromptMAD needs a fixed number of epochs (the trainer has max_epochs={epochs}): it calibrates "
+                "on the training images after the last one. Set --trainer.max_epochs N (Engine(max_epochs=N)) or "
+                "--model.max_epochs N."
+            )
+            raise ValueError(msg)
+        self.trainer.check_val_every_n_epoch = epochs
 
     def _datamodule(self) -> Any:
         """The trainer's datamodule, if any."""

@@ -102,7 +102,23 @@ class DeploymentMixin:
         """Refuse a foreign checkpoint before anything of it is applied (trainer ``ckpt_path`` restores)."""
         check_promptmad_checkpoint(checkpoint, "ckpt_path")
         self._adopt_checkpoint_architecture(checkpoint.get("hyper_parameters") or {})
-        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]  # restores the pre-processor's transform
+        self._resize_datamodule_like_pre_processor()
+
+    def _resize_datamodule_like_pre_processor(self) -> None:
+        """Give the trainer's datamodule the resize of the pre-processor just restored from a checkpoint.
+
+        anomalib's datamodules copy the model's ``Resize`` into their datasets in ``setup``, which the trainer
+        runs *before* it restores ``ckpt_path``. A model built with default arguments (``anomalib test --model
+        PromptMAD --ckpt_path ...``) therefore had its datasets resize every image to 256 px, then the restored
+        pre-processor resized them again to the checkpoint's size: other pixels, other metrics than the test at
+        the end of training. Updating the datasets again here makes them resize exactly as during training.
+        """
+        trainer = getattr(self, "_trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        update = getattr(datamodule, "_update_augmentations", None)  # anomalib's AnomalibDataModule
+        if callable(update):
+            update()
 
     def _adopt_checkpoint_architecture(self, saved: dict[str, Any]) -> None:
         """Rebuild ``self.model`` with the network settings saved in the checkpoint where they differ.
@@ -134,8 +150,30 @@ class DeploymentMixin:
         settings["backbone_weights"] = "none"
         device = next(self.model.parameters()).device  # type: ignore[attr-defined]
         self.model = PromptMADModel(**settings).to(device)
+        previous_size = self.image_size  # type: ignore[has-type]
         self.image_size = tuple(settings.get("image_size", self.image_size))  # type: ignore[has-type]
+        self._resize_pre_processor(previous_size, self.image_size)
         self.hparams.update({name: saved[name] for name in differing})  # type: ignore[attr-defined]
+
+    def _resize_pre_processor(self, previous: tuple[int, ...], size: tuple[int, ...]) -> None:
+        """Make the default pre-processor (a lone ``Resize`` to ``previous``) resize to ``size`` instead.
+
+        Checkpoints written by anomalib >= 2.7 also restore the transform itself right after this; older ones do
+        not, and a model built from default arguments would then feed the checkpoint's network 256 px images. A
+        user's own pre-processor (anything but the default resize) is left as it is.
+        """
+        from anomalib.pre_processing import PreProcessor
+        from torchvision.transforms.v2 import Resize
+
+        pre_processor = getattr(self, "pre_processor", None)
+        if tuple(previous) == tuple(size) or not isinstance(pre_processor, PreProcessor):
+            return
+        transform = pre_processor.transform
+        if isinstance(transform, Resize) and tuple(transform.size) == tuple(previous):
+            fresh = type(self).configure_pre_processor(tuple(size))  # type: ignore[attr-defined]
+            # change the existing callback in place: the trainer already holds it among its callbacks
+            pre_processor.transform = fresh.transform
+            pre_processor.export_transform = fresh.export_transform
 
     def to_onnx(self, *args: Any, **kwargs: Any) -> Path:
         """Anomalib's ONNX export, after checking that ``onnx`` and ``onnxscript`` import."""
