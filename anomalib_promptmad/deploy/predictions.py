@@ -64,22 +64,41 @@ class PredictionRow:
     category: str = ""
 
 
+_MAX_LISTED = 10
+
+
 def check_images_readable(paths: Iterable[str | Path]) -> None:
-    """Decode every image exactly as anomalib's ``read_image`` does (PIL, RGB); raise on the first failure.
+    """Decode every image as anomalib's ``read_image`` does (PIL, RGB) and check its pixel format; raise once.
+
+    A 16-bit or floating-point image decodes, but anomalib's reader clips it to white: it is refused with
+    the message the training-data checks give (:func:`~anomalib_promptmad.data.validation.pixel_format_problem`).
 
     Args:
         paths: Image files.
 
     Raises:
-        UnreadableImageError: Naming the file and the decoder's reason.
+        UnreadableImageError: Naming every unusable file (up to ten, then how many more) and the reason.
     """
+    from anomalib_promptmad.data.validation import pixel_format_problem
+
+    problems: list[str] = []
     for path in paths:
         try:
             with Image.open(path) as image:
+                mode = image.mode
                 image.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as error:
-            msg = f"cannot read image '{path}': {error}. Nothing was written; remove or replace the file and run again."
-            raise UnreadableImageError(msg) from error
+            problems.append(f"cannot read image '{path}': {error}")
+            continue
+        problem = pixel_format_problem(path, mode)
+        if problem:
+            problems.append(problem)
+    if problems:
+        listed = "\n  ".join(problems[:_MAX_LISTED])
+        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        head = problems[0] if len(problems) == 1 else f"{len(problems)} input images cannot be used:\n  {listed}{more}"
+        msg = f"{head}\nNothing was written; convert, replace or remove the file(s) and run again."
+        raise UnreadableImageError(msg)
 
 
 def write_predictions_csv(rows: Sequence[PredictionRow], path: str | Path) -> Path:
