@@ -511,8 +511,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self._ensure_calibrated()
 
     def on_predict_start(self) -> None:
-        """Check the datamodule's categories; calibrate a model that was trained but never validated."""
+        """Check the datamodule's categories; calibrate a model that was trained but never validated.
+
+        The checkpoint of a run that did not finish is refused instead (with how to resume it): calibrating
+        it here would need training images that a predict run does not have, and give a half-trained model.
+        """
         self._check_datamodule_categories()
+        if self.restored_from_checkpoint:
+            self.require_calibrated("predict")
         self._ensure_calibrated()
 
     def _ensure_calibrated(self) -> None:

@@ -10,7 +10,11 @@
 """
 
 from anomalib_promptmad.deploy.backends import MissingBackendError, require_packages
-from anomalib_promptmad.deploy.checkpoint import NotAPromptMADCheckpointError, check_promptmad_checkpoint
+from anomalib_promptmad.deploy.checkpoint import (
+    NotAPromptMADCheckpointError,
+    UncalibratedModelError,
+    check_promptmad_checkpoint,
+)
 from anomalib_promptmad.deploy.infer import run_inference
 from anomalib_promptmad.deploy.predictions import (
     PREDICTIONS_FILE_NAME,
@@ -26,6 +30,7 @@ __all__ = [
     "NotAPromptMADCheckpointError",
     "PredictionCSVWriter",
     "PredictionRow",
+    "UncalibratedModelError",
     "UnreadableImageError",
     "check_promptmad_checkpoint",
     "require_packages",

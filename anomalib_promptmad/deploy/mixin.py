@@ -12,6 +12,8 @@
   constructed with other settings (``anomalib predict --model PromptMAD --ckpt_path ...`` builds the default
   architecture from the command line before the checkpoint is read);
 * clear, early errors when an export backend package is missing (nothing is written);
+* one error for predicting with, or exporting, the checkpoint of a training run that did not finish (it was
+  never calibrated), saying how to resume it;
 * the :class:`~anomalib_promptmad.deploy.predictions.PredictionCSVWriter` callback, so ``anomalib predict``
   writes a per-image score/label/category file next to anomalib's heat-map overlays.
 """
@@ -29,7 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from anomalib_promptmad.deploy.backends import EXPORT_PACKAGES, require_packages
-from anomalib_promptmad.deploy.checkpoint import check_promptmad_checkpoint
+from anomalib_promptmad.deploy.checkpoint import UncalibratedModelError, check_promptmad_checkpoint, uncalibrated_message
 from anomalib_promptmad.deploy.predictions import PredictionCSVWriter
 
 __all__ = ["DeploymentMixin"]
@@ -96,11 +98,19 @@ class DeploymentMixin:
             if checkpoint is not None:
                 check_promptmad_checkpoint(checkpoint, checkpoint_path)
                 kwargs = _without_missing_prompt_files(checkpoint, kwargs)
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
+        model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
+        if isinstance(checkpoint_path, str | Path):
+            model._checkpoint_path = str(checkpoint_path)  # named by the error for an unfinished checkpoint
+        return model
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a foreign checkpoint before anything of it is applied (trainer ``ckpt_path`` restores)."""
         check_promptmad_checkpoint(checkpoint, "ckpt_path")
+        # where the checkpoint was in its training run, for the error of an unfinished one
+        self._checkpoint_epoch = checkpoint.get("epoch")
+        self._checkpoint_max_epochs = (checkpoint.get("hyper_parameters") or {}).get("max_epochs")
+        trainer = getattr(self, "_trainer", None)
+        self._checkpoint_path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
         self._adopt_checkpoint_architecture(checkpoint.get("hyper_parameters") or {})
         super().on_load_checkpoint(checkpoint)  # type: ignore[misc]  # restores the pre-processor's transform
         self._resize_datamodule_like_pre_processor()
@@ -175,13 +185,45 @@ class DeploymentMixin:
             pre_processor.transform = fresh.transform
             pre_processor.export_transform = fresh.export_transform
 
+    def require_calibrated(self, action: str) -> None:
+        """Raise :class:`UncalibratedModelError` unless the model was calibrated (its training finished).
+
+        A run killed before its last epoch leaves ``model.ckpt``/``last.ckpt`` without the calibration
+        buffers: predicting would need the training images, and an export would write a graph that fails
+        when it runs. Every such use is refused with the same message, which says how to resume.
+
+        Args:
+            action: What is refused, for the message (``"predict"``, ``"export to ONNX"``, ...).
+
+        Raises:
+            UncalibratedModelError: Naming the checkpoint and the command that resumes its training.
+        """
+        if self.model.is_calibrated:  # type: ignore[attr-defined]
+            return
+        max_epochs = getattr(self, "_checkpoint_max_epochs", None)
+        source = getattr(self, "_checkpoint_path", None)
+        epoch = getattr(self, "_checkpoint_epoch", None)
+        raise UncalibratedModelError(uncalibrated_message(action, source, epoch, max_epochs))
+
+    @property
+    def restored_from_checkpoint(self) -> bool:
+        """Whether the weights were read from a checkpoint (``load_from_checkpoint`` or a trainer ``ckpt_path``)."""
+        return getattr(self, "_checkpoint_path", None) is not None or getattr(self, "_checkpoint_epoch", None) is not None
+
+    def to_torch(self, *args: Any, **kwargs: Any) -> Path:
+        """Anomalib's torch export of a calibrated model (an unfinished one would crash when it runs)."""
+        self.require_calibrated("export to torch")
+        return super().to_torch(*args, **kwargs)  # type: ignore[misc]
+
     def to_onnx(self, *args: Any, **kwargs: Any) -> Path:
-        """Anomalib's ONNX export, after checking that ``onnx`` and ``onnxscript`` import."""
+        """Anomalib's ONNX export, after checking that the model is calibrated and ``onnx``/``onnxscript`` import."""
+        self.require_calibrated("export to ONNX")
         require_packages(EXPORT_PACKAGES["onnx"], "ONNX export")
         return super().to_onnx(*args, **kwargs)  # type: ignore[misc]
 
     def to_openvino(self, *args: Any, **kwargs: Any) -> Path:
-        """Anomalib's OpenVINO export, after checking that ``openvino``, ``onnx`` and ``onnxscript`` import."""
+        """Anomalib's OpenVINO export, after checking calibration and that ``openvino``, ``onnx``, ``onnxscript`` import."""
+        self.require_calibrated("export to OpenVINO")
         require_packages(EXPORT_PACKAGES["openvino"], "OpenVINO export")
         return super().to_openvino(*args, **kwargs)  # type: ignore[misc]
 
