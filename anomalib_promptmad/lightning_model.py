@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -103,7 +104,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             ``"timm"``, ``"none"`` or a local weights file.
         text_encoder: Text encoder spec (``"auto"``, ``"open_clip:ViT-B-16:openai"``, ``"minilm"``, ...).
             The encoder actually used is written back to the hyper-parameters.
-        prompt_library: User prompt YAML file(s) extending or overriding the packaged catalogues.
+        prompt_library: User prompt YAML file(s) extending or overriding the packaged catalogues (relative paths
+            are read from the current directory). ``None``: ``<datamodule root>/prompts.yaml`` where it exists.
         hidden_dim: Transformer width.
         num_heads: Attention heads.
         num_encoder_layers: Encoder depth.
@@ -387,9 +389,23 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             )
             raise ValueError(msg)
 
+    def _dataset_prompt_files(self) -> list[str]:
+        """``<datamodule root>/prompts.yaml`` where it exists (the file ``promptmad-demo-data`` writes), else ``[]``.
+
+        Read only when no ``prompt_library`` was given: a dataset that ships its own prompts then needs no
+        ``--model.prompt_library`` (an explicit one always wins).
+        """
+        root = getattr(self._datamodule(), "root", None)
+        candidate = Path(root) / "prompts.yaml" if isinstance(root, str | Path) else None
+        if candidate is None or not candidate.is_file():
+            return []
+        logger.info("PromptMAD: reading the dataset's prompts from %s (no prompt_library given)", candidate)
+        self.hparams["prompt_library"] = [str(candidate)]  # the checkpoint says which prompts were used
+        return [str(candidate)]
+
     def _set_text_embeddings(self) -> None:
         library = PromptLibrary.default()
-        for path in self.prompt_library or ():
+        for path in self.prompt_library or self._dataset_prompt_files():
             library = library.with_yaml(path)
         encoder = build_text_encoder(self.text_encoder)
         assert self.categories is not None  # noqa: S101 - resolved in setup

@@ -411,7 +411,7 @@ def generate_demo_dataset(
         msg = f"Demo dataset root '{root}' exists and is not a folder."
         raise FileExistsError(msg)
     if root.is_dir() and any(root.iterdir()) and not overwrite:
-        msg = f"Demo dataset root '{root}' exists and is not empty; choose another root or pass overwrite=True."
+        msg = f"Demo dataset root '{root}' exists and is not empty; choose another root or replace it (`promptmad-demo-data --overwrite`; in Python `overwrite=True`)."
         raise FileExistsError(msg)
 
     created_parent = _first_missing_ancestor(root.parent)
