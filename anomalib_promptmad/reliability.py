@@ -84,8 +84,9 @@ def install_checkpoint_safety(trainer: Trainer) -> None:
     """Make ``trainer``'s checkpoints atomic, written every epoch, and with a ``last.ckpt`` to resume from.
 
     The strategy's IO is replaced only when it is Lightning's or anomalib's plain torch IO (a user's own
-    IO is kept). ``ModelCheckpoint`` callbacks whose ``save_last`` was left unset get ``save_last=True``:
-    a checkpoint chosen by a monitored metric is not the one to resume from.
+    IO is kept). ``ModelCheckpoint`` callbacks whose ``save_last`` was left unset get a ``last.ckpt``: a
+    checkpoint chosen by a monitored metric is not the one to resume from. Without a monitor (anomalib's
+    default) it is a relative symbolic link to the checkpoint just saved (a copy where links are not allowed).
 
     Args:
         trainer: The trainer, before it writes its first checkpoint.
@@ -99,7 +100,10 @@ def install_checkpoint_safety(trainer: Trainer) -> None:
         if not isinstance(callback, ModelCheckpoint):
             continue
         if callback.save_last is None:
-            callback.save_last = True
+            # without a monitor every epoch's checkpoint is saved, so last.ckpt can be a link to it (one file
+            # on disk instead of two identical copies of 100+ MB); with one, the last top-k checkpoint may be
+            # older than the last epoch, so last.ckpt must be a full checkpoint of its own
+            callback.save_last = "link" if callback.monitor is None else True
         if callback.monitor is None and callback._save_on_train_epoch_end is None:
             # PromptMAD validates at the last epoch only (check_val_every_n_epoch = max_epochs), and Lightning
             # then saves only after validation: a crash would lose every epoch. Save after every training

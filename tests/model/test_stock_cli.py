@@ -107,6 +107,9 @@ def test_anomalib_train_with_the_short_model_name(cli_run: CLIRun) -> None:
     for metric in ("pixel_AUROC", "image_AUROC", "test_category_accuracy", "mean/pixel_AUROC"):
         assert metric in cli_run.output, metric
     assert set(cli_run.checkpoints) == {"model.ckpt", "last.ckpt"}  # last.ckpt: a killed run can resume
+    # ... and it is a link to model.ckpt, not a second copy of the same 100+ MB
+    assert cli_run.checkpoints["last.ckpt"].is_symlink()
+    assert cli_run.checkpoints["last.ckpt"].resolve() == cli_run.checkpoints["model.ckpt"].resolve()
     hparams = torch.load(cli_run.checkpoints["model.ckpt"], map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hparams["categories"] == ["disc", "fabric"]
     assert hparams["text_encoder"] == "minilm"
