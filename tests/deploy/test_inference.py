@@ -91,9 +91,14 @@ def test_promptmad_infer_runs_each_export(
     from PIL import Image
 
     with Image.open(overlays[0]) as overlay, Image.open(deployment.images / overlays[0].name) as source:
-        assert overlay.size == source.size
-        # a heat map was blended in: the overlay differs from the input image
-        assert np.abs(np.asarray(overlay.convert("RGB"), float) - np.asarray(source.convert("RGB"), float)).mean() > 1
+        # small inputs are enlarged to a legible size (short side 256), with a caption band of 20 px on top
+        scale = max(1.0, 256 / min(source.size))
+        width, height = round(source.width * scale), round(source.height * scale)
+        assert overlay.size == (width, height + 20)
+        # a heat map was blended in: the overlay differs from the (enlarged) input image
+        heat = np.asarray(overlay.convert("RGB").crop((0, 20, width, height + 20)), float)
+        plain = np.asarray(source.convert("RGB").resize((width, height), Image.BILINEAR), float)
+        assert np.abs(heat - plain).mean() > 1
 
 
 def test_torch_export_needs_explicit_trust(deployment: Deployment, tmp_path, monkeypatch, capsys) -> None:
@@ -104,6 +109,28 @@ def test_torch_export_needs_explicit_trust(deployment: Deployment, tmp_path, mon
     assert "TRUST_REMOTE_CODE" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     assert [path.name for path in tmp_path.iterdir()] == []
+
+
+def test_argument_errors_come_before_torch_is_imported(tmp_path) -> None:
+    """A missing model file, a .pt without --trust-remote-code: the error, without importing torch (seconds)."""
+    from deploy_support import run
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "model.pt").write_bytes(b"never unpickled")
+    probe = (
+        "import sys; from anomalib_promptmad.deploy.infer import main; "
+        "codes = [main([sys.argv[1], sys.argv[2]]), main([sys.argv[3], sys.argv[2]])]; "
+        "print(codes, 'torch' in sys.modules)"
+    )
+    result = run(
+        [sys.executable, "-c", probe, str(tmp_path / "missing.onnx"), str(tmp_path / "images"),
+         str(tmp_path / "model.pt")],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.stdout.strip() == "[2, 2] False", result.stdout + result.stderr[-2000:]
+    assert "exported model not found" in result.stderr
+    assert "pass --trust-remote-code" in result.stderr
+    assert not (tmp_path / "predictions").exists()
 
 
 def test_console_script_is_declared() -> None:
