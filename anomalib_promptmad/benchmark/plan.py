@@ -181,7 +181,7 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
 
 
 def _demo_categories(config: BenchmarkConfig, key: str, arguments: dict[str, Any]) -> tuple[str, ...]:
-    """Categories a demo dataset would be generated with (sorted, as the datamodule lists them); checks the arguments."""
+    """Categories a demo dataset would be generated with (sorted, as the datamodule lists them); checks arguments."""
     import inspect
 
     from anomalib_promptmad.data.demo import DEMO_CATEGORIES, generate_demo_dataset
@@ -194,7 +194,8 @@ def _demo_categories(config: BenchmarkConfig, key: str, arguments: dict[str, Any
     categories = list(arguments.get("categories", parameters["categories"].default))
     missing = [name for name in categories if name not in DEMO_CATEGORIES]
     if missing:
-        problem = f"cannot generate the demo dataset: unknown demo categories {missing}; available: {sorted(DEMO_CATEGORIES)}"
+        available = sorted(DEMO_CATEGORIES)
+        problem = f"cannot generate the demo dataset: unknown demo categories {missing}; available: {available}"
         raise config.error(f"{key}.generate", problem)
     return tuple(sorted(dict.fromkeys(categories)))
 

@@ -31,7 +31,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from anomalib_promptmad.deploy.backends import EXPORT_PACKAGES, require_packages
-from anomalib_promptmad.deploy.checkpoint import UncalibratedModelError, check_promptmad_checkpoint, uncalibrated_message
+from anomalib_promptmad.deploy.checkpoint import (
+    UncalibratedModelError,
+    check_promptmad_checkpoint,
+    uncalibrated_message,
+)
 from anomalib_promptmad.deploy.predictions import PredictionCSVWriter
 
 __all__ = ["DeploymentMixin"]
@@ -208,7 +212,7 @@ class DeploymentMixin:
     @property
     def restored_from_checkpoint(self) -> bool:
         """Whether the weights were read from a checkpoint (``load_from_checkpoint`` or a trainer ``ckpt_path``)."""
-        return getattr(self, "_checkpoint_path", None) is not None or getattr(self, "_checkpoint_epoch", None) is not None
+        return any(getattr(self, name, None) is not None for name in ("_checkpoint_path", "_checkpoint_epoch"))
 
     def to_torch(self, *args: Any, **kwargs: Any) -> Path:
         """Anomalib's torch export of a calibrated model (an unfinished one would crash when it runs)."""
@@ -222,7 +226,7 @@ class DeploymentMixin:
         return super().to_onnx(*args, **kwargs)  # type: ignore[misc]
 
     def to_openvino(self, *args: Any, **kwargs: Any) -> Path:
-        """Anomalib's OpenVINO export, after checking calibration and that ``openvino``, ``onnx``, ``onnxscript`` import."""
+        """Anomalib's OpenVINO export, after checking calibration and the openvino/onnx/onnxscript imports."""
         self.require_calibrated("export to OpenVINO")
         require_packages(EXPORT_PACKAGES["openvino"], "OpenVINO export")
         return super().to_openvino(*args, **kwargs)  # type: ignore[misc]

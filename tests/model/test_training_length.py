@@ -42,7 +42,9 @@ def test_an_open_ended_run_is_refused_with_the_options_to_set(
         engine.fit(model=model, datamodule=make_datamodule(demo_root))
 
 
-def test_validation_runs_after_the_trainers_last_epoch(demo_root: Path, make_model, make_datamodule, tmp_path: Path) -> None:
+def test_validation_runs_after_the_trainers_last_epoch(
+    demo_root: Path, make_model, make_datamodule, tmp_path: Path
+) -> None:
     """With the length from the trainer, the model validates (and so calibrates) once, after its last epoch."""
     model = make_model(max_epochs=None, prompt_library=str(demo_root / "prompts.yaml"))
     engine = Engine(
