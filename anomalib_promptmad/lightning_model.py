@@ -56,6 +56,7 @@ from anomalib_promptmad.reliability import (
     install_checkpoint_safety,
     reseed_for_epoch,
     run_seed,
+    use_readable_checkpoint_errors,
 )
 from anomalib_promptmad.torch_model import PromptMADModel
 
@@ -345,6 +346,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
                 raise ValueError(_NO_CATEGORIES)
         if self.categories is not None:
             self.hparams["categories"] = list(self.categories)
+        if self._trainer is not None:  # a truncated ckpt_path is then named in the error (test, predict too)
+            use_readable_checkpoint_errors(self.trainer)
         if stage == "fit":
             if self._trainer is not None:  # setup("fit") may also be called by hand, without a trainer
                 # refuse an unsupported precision and make checkpoints resumable before any long work starts

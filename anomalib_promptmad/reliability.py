@@ -45,6 +45,7 @@ __all__ = [
     "install_checkpoint_safety",
     "reseed_for_epoch",
     "run_seed",
+    "use_readable_checkpoint_errors",
 ]
 
 # Lightning precision flags PromptMAD trains with (tested: 32-true and bf16-mixed on CPU).
@@ -79,6 +80,42 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
             raise TypeError(msg)
         write_atomic(path, lambda file: torch.save(checkpoint, file))
 
+    def load_checkpoint(self, path: _PATH, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """anomalib's load; a damaged file (truncated copy) is reported with its path and the fix.
+
+        Args:
+            path: The checkpoint file.
+            *args: Passed on (``map_location``, ``weights_only``).
+            **kwargs: Passed on.
+        """
+        from anomalib_promptmad.deploy.checkpoint import (
+            UnreadableCheckpointError,
+            is_damaged_file_error,
+            unreadable_checkpoint_message,
+        )
+
+        try:
+            return super().load_checkpoint(path, *args, **kwargs)
+        except RuntimeError as error:
+            if not is_damaged_file_error(error):
+                raise
+            raise UnreadableCheckpointError(unreadable_checkpoint_message(path, error)) from None
+
+
+def use_readable_checkpoint_errors(trainer: Trainer) -> None:
+    """Read (and write) the trainer's checkpoints through :class:`AtomicCheckpointIO`, in every stage.
+
+    ``test``/``predict`` with ``ckpt_path`` load the file through the strategy's IO: with this one a truncated
+    file is named in the error. Lightning's or anomalib's plain torch IO is replaced; a user's own is kept.
+
+    Args:
+        trainer: The trainer, before it restores ``ckpt_path``.
+    """
+    strategy = trainer.strategy
+    current = strategy.checkpoint_io
+    if type(current) in {TorchCheckpointIO, AnomalibCheckpointIO}:
+        strategy.checkpoint_io = AtomicCheckpointIO(extra_safe_globals=getattr(current, "extra_safe_globals", None))
+
 
 def install_checkpoint_safety(trainer: Trainer) -> None:
     """Make ``trainer``'s checkpoints atomic, written every epoch, and with a ``last.ckpt`` to resume from.
@@ -91,11 +128,7 @@ def install_checkpoint_safety(trainer: Trainer) -> None:
     Args:
         trainer: The trainer, before it writes its first checkpoint.
     """
-    strategy = trainer.strategy
-    current = strategy.checkpoint_io
-    if type(current) in {TorchCheckpointIO, AnomalibCheckpointIO}:
-        atomic = AtomicCheckpointIO(extra_safe_globals=getattr(current, "extra_safe_globals", None))
-        strategy.checkpoint_io = atomic
+    use_readable_checkpoint_errors(trainer)
     for callback in trainer.checkpoint_callbacks:
         if not isinstance(callback, ModelCheckpoint):
             continue

@@ -19,9 +19,12 @@ from typing import Any
 __all__ = [
     "NotAPromptMADCheckpointError",
     "UncalibratedModelError",
+    "UnreadableCheckpointError",
     "check_promptmad_checkpoint",
     "guess_model_name",
+    "is_damaged_file_error",
     "uncalibrated_message",
+    "unreadable_checkpoint_message",
 ]
 
 # Buffers and a submodule that every PromptMAD checkpoint holds (the calibration buffers are saved even
@@ -32,6 +35,30 @@ _REQUIRED_PREFIX = "model.reconstructor."
 
 class NotAPromptMADCheckpointError(ValueError):
     """The checkpoint was written by another model, or is not a Lightning checkpoint at all."""
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """The checkpoint file is damaged (truncated copy, interrupted download): torch cannot read it at all."""
+
+
+# what torch says about a file that is not a complete zip archive (every checkpoint since torch 1.6 is one)
+_DAMAGED_FILE_MARKERS = ("failed finding central directory", "PytorchStreamReader failed", "zip archive")
+
+
+def is_damaged_file_error(error: BaseException) -> bool:
+    """Whether ``error`` (from ``torch.load``) says the file is a damaged or incomplete archive."""
+    return isinstance(error, RuntimeError) and any(marker in str(error) for marker in _DAMAGED_FILE_MARKERS)
+
+
+def unreadable_checkpoint_message(path: str | Path, error: BaseException) -> str:
+    """The message for a checkpoint file torch cannot read: its path, its size, the likely cause and the fix."""
+    file = Path(path)
+    size = f"{file.stat().st_size:,} bytes" if file.is_file() else "missing"
+    return (
+        f"cannot read the checkpoint '{path}' ({size}): it is not a complete checkpoint file (torch: {error}). It was "
+        "probably cut short by an interrupted copy or download: copy it again from where it was trained (compare "
+        "the sizes), or pass another checkpoint of the run (model.ckpt, last.ckpt)."
+    )
 
 
 class UncalibratedModelError(RuntimeError):

@@ -33,8 +33,11 @@ from lightning.pytorch.callbacks import Callback
 from anomalib_promptmad.deploy.backends import EXPORT_PACKAGES, require_packages
 from anomalib_promptmad.deploy.checkpoint import (
     UncalibratedModelError,
+    UnreadableCheckpointError,
     check_promptmad_checkpoint,
+    is_damaged_file_error,
     uncalibrated_message,
+    unreadable_checkpoint_message,
 )
 from anomalib_promptmad.deploy.predictions import PredictionCSVWriter
 
@@ -99,6 +102,11 @@ class DeploymentMixin:
                 checkpoint = torch.load(checkpoint_path, map_location="cpu", mmap=True, **options)
             except pickle.UnpicklingError:
                 checkpoint = None  # Lightning's own load below raises the explanatory error
+            except RuntimeError as error:
+                if not is_damaged_file_error(error):
+                    raise
+                # torch's own message ("failed finding central directory") names neither the file nor a fix
+                raise UnreadableCheckpointError(unreadable_checkpoint_message(checkpoint_path, error)) from None
             if checkpoint is not None:
                 check_promptmad_checkpoint(checkpoint, checkpoint_path)
                 kwargs = _without_missing_prompt_files(checkpoint, kwargs)

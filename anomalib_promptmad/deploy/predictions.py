@@ -97,7 +97,7 @@ def check_images_readable(paths: Iterable[str | Path]) -> None:
         listed = "\n  ".join(problems[:_MAX_LISTED])
         more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         head = problems[0] if len(problems) == 1 else f"{len(problems)} input images cannot be used:\n  {listed}{more}"
-        msg = f"{head}\nNothing was written; convert, replace or remove the file(s) and run again."
+        msg = f"{head}\nNo prediction was written; convert, replace or remove the file(s) and run again."
         raise UnreadableImageError(msg)
 
 

@@ -20,6 +20,7 @@ from lightning.pytorch import Callback
 
 from anomalib_promptmad import PromptMAD
 from anomalib_promptmad.deploy import UncalibratedModelError
+from anomalib_promptmad.deploy.checkpoint import UnreadableCheckpointError
 
 # what every refusal says, whatever was refused
 _RESUME = r"did not finish \(saved during epoch 1 of 3\).*Resume the training: .*--ckpt_path .*last\.ckpt"
@@ -84,3 +85,16 @@ def test_the_message_points_at_the_checkpoint_to_resume_from(unfinished: Path) -
     """The suggested ``--ckpt_path`` really resumes: it holds the optimiser and loop state of the run."""
     checkpoint = torch.load(unfinished.parent / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["optimizer_states"] and checkpoint["loops"]["fit_loop"]
+
+
+def test_a_truncated_checkpoint_is_named_with_the_fix(unfinished: Path, demo_root: Path, tmp_path: Path) -> None:
+    """A checkpoint cut short (interrupted copy): the path and the fix, not torch's "central directory" alone."""
+    truncated = tmp_path / "copied.ckpt"
+    truncated.write_bytes(unfinished.read_bytes()[:100_000])
+    expected = rf"cannot read the checkpoint '{truncated}' \(100,000 bytes\).*interrupted copy or download"
+    with pytest.raises(UnreadableCheckpointError, match=expected):
+        PromptMAD.load_from_checkpoint(truncated)  # anomalib export's path
+    engine = Engine(default_root_dir=tmp_path / "results", accelerator="cpu", devices=1, logger=False)
+    with pytest.raises(UnreadableCheckpointError, match=expected):  # a trainer's ckpt_path (predict, test)
+        engine.predict(model=PromptMAD(text_encoder="minilm"), data_path=demo_root / "disc" / "test" / "good",
+                       ckpt_path=truncated)  # fmt: skip
