@@ -315,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     arguments = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    previous_trust = os.environ.get("TRUST_REMOTE_CODE")
     if arguments.trust_remote_code:
-        os.environ["TRUST_REMOTE_CODE"] = "1"
+        os.environ["TRUST_REMOTE_CODE"] = "1"  # what anomalib's TorchInferencer reads
     try:
         rows = run_inference(
             arguments.model,
@@ -329,6 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ImportError, ValueError) as error:  # UnreadableImageError is a ValueError
         print(f"promptmad-infer: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        # the trust given to this run only: main() called from Python must not leave it set for later loads
+        if previous_trust is None:
+            os.environ.pop("TRUST_REMOTE_CODE", None)
+        else:
+            os.environ["TRUST_REMOTE_CODE"] = previous_trust
     anomalous = sum(row.pred_label for row in rows)
     noun = "image" if len(rows) == 1 else "images"
     print(f"{len(rows)} {noun}, {anomalous} predicted anomalous -> {arguments.output / _CSV_NAME}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ __all__ = [
     "check_images_readable",
     "write_predictions_csv",
 ]
+
+logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE_NAME = "predictions.csv"
 CSV_COLUMNS = ("image_path", "pred_score", "pred_label", "category")
@@ -209,6 +212,16 @@ class PredictionCSVWriter(Callback):
             check_images_readable(_dataset_image_paths(getattr(loader, "dataset", None)))
         self.rows = []
         self._recorder = CategoryRecorder(pl_module)
+        overlays = Path(trainer.default_root_dir) / "images"
+        earlier = sum(1 for path in overlays.rglob("*") if path.is_file()) if overlays.is_dir() else 0
+        if earlier and trainer.is_global_zero:
+            # anomalib's predict writes into the same folder every time (results/<model>/latest/images)
+            logger.warning(
+                "PromptMAD: %s already holds %d overlay file(s) of an earlier run; this run adds its own beside "
+                "them (predictions.csv lists this run only). Pass --default_root_dir <new folder> to keep runs apart.",
+                overlays,
+                earlier,
+            )
 
     def on_predict_batch_end(
         self,
@@ -242,6 +255,17 @@ class PredictionCSVWriter(Callback):
         if trainer.is_global_zero:
             target = self.file_name if self.file_name.is_absolute() else Path(trainer.default_root_dir) / self.file_name
             write_predictions_csv(self.rows, target)
+            anomalous = sum(row.pred_label for row in self.rows)
+            noun = "image" if len(self.rows) == 1 else "images"
+            # anomalib itself says nothing about where its outputs went
+            logger.info(
+                "PromptMAD: %d %s, %d predicted anomalous -> %s (overlays: %s)",
+                len(self.rows),
+                noun,
+                anomalous,
+                target.resolve(),
+                (Path(trainer.default_root_dir) / "images").resolve(),
+            )
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """A failed run writes no table."""

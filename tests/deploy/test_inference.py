@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,33 @@ def test_engine_predict_on_a_folder_writes_overlays_and_the_csv(deployment: Depl
     assert sorted(path.name for path in overlays) == sorted(reference)
 
 
+def test_predict_says_where_its_outputs_went(deployment: Deployment, tmp_path, caplog) -> None:
+    """The CSV's path is logged; a second run into the same folder is warned that overlays will mix."""
+    import logging
+
+    from anomalib.engine import Engine
+
+    from anomalib_promptmad import PromptMAD
+
+    def predict() -> Path:
+        engine = Engine(default_root_dir=tmp_path / "results", accelerator="cpu", devices=1, logger=False)
+        with caplog.at_level(logging.INFO, logger="anomalib_promptmad.deploy.predictions"):
+            engine.predict(
+                model=PromptMAD(text_encoder="minilm"), data_path=deployment.images, ckpt_path=deployment.checkpoint
+            )
+        return Path(engine.trainer.default_root_dir)
+
+    root = predict()
+    count = len(list(deployment.images.glob("*.png")))
+    assert f"{count} images" in caplog.text
+    assert f"-> {(root / PREDICTIONS_FILE_NAME).resolve()}" in caplog.text
+    assert "of an earlier run" not in caplog.text
+    caplog.clear()
+    assert predict() == root  # anomalib reuses the folder ...
+    assert f"{root / 'images'} already holds" in caplog.text  # ... and the user is told, with the option to set
+    assert "--default_root_dir" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("kind", "options", "with_category"),
     [
@@ -85,6 +113,7 @@ def test_promptmad_infer_runs_each_export(
     output = tmp_path / "out"
     status = promptmad_infer([str(deployment.exports[kind]), str(deployment.images), "--output", str(output), *options])
     assert status == 0
+    assert "TRUST_REMOTE_CODE" not in os.environ  # --trust-remote-code trusted that run only
     _check_rows(_read_csv(output / PREDICTIONS_FILE_NAME), reference, with_category)
     overlays = sorted((output / "overlays").glob("*.png"))
     assert sorted(path.name for path in overlays) == sorted(reference)
@@ -126,6 +155,7 @@ def test_argument_errors_come_before_torch_is_imported(tmp_path) -> None:
         [sys.executable, "-c", probe, str(tmp_path / "missing.onnx"), str(tmp_path / "images"),
          str(tmp_path / "model.pt")],
         cwd=tmp_path,
+        TRUST_REMOTE_CODE="0",
     )  # fmt: skip
     assert result.stdout.strip() == "[2, 2] False", result.stdout + result.stderr[-2000:]
     assert "exported model not found" in result.stderr
