@@ -45,6 +45,9 @@ __all__ = ["DeploymentMixin"]
 
 logger = logging.getLogger(__name__)
 
+# ONNX opset of PromptMAD's exported graphs: the one torch's dynamo exporter emits (see to_onnx)
+_ONNX_OPSET = 18
+
 
 def _normalised(value: Any) -> Any:
     """Compare hyper-parameters across checkpoints: tuples and lists alike, ``64`` like ``(64, 64)``."""
@@ -231,6 +234,9 @@ class DeploymentMixin:
         """Anomalib's ONNX export, after checking that the model is calibrated and ``onnx``/``onnxscript`` import."""
         self.require_calibrated("export to ONNX")
         require_packages(EXPORT_PACKAGES["onnx"], "ONNX export")
+        # the dynamo exporter writes opset 18; anomalib asks for 14 by default, and the down-conversion then fails
+        # (Pad has no adapter below 18) with a logged traceback, leaving the graph at 18 anyway: ask for 18
+        kwargs.setdefault("opset_version", _ONNX_OPSET)
         return super().to_onnx(*args, **kwargs)  # type: ignore[misc]
 
     def to_openvino(self, *args: Any, **kwargs: Any) -> Path:
