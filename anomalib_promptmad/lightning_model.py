@@ -399,7 +399,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         ``--model.prompt_library`` (an explicit one always wins).
         """
         root = getattr(self._datamodule(), "root", None)
-        candidate = Path(root) / "prompts.yaml" if isinstance(root, str | Path) else None
+        # absolute: the path is recorded in the checkpoint, which may be read from another directory
+        candidate = Path(root).absolute() / "prompts.yaml" if isinstance(root, str | Path) else None
         if candidate is None or not candidate.is_file():
             return []
         logger.info("PromptMAD: reading the dataset's prompts from %s (no prompt_library given)", candidate)
