@@ -7,6 +7,10 @@ Benchmark results, prediction tables and checkpoints are written through these h
 to a temporary file in the same folder, which is then renamed over the target with ``os.replace`` (atomic
 on POSIX and Windows within one file system). An interrupted run therefore never leaves a half-written
 file that a rerun or a reader would take for a finished one.
+
+``tempfile.mkstemp`` creates its file with mode 0600; the written file is given the mode ``open()`` would
+have given it (0666 minus the umask: 0644 under the usual 022, as anomalib's own files), so checkpoints,
+tables and benchmark results stay readable by the group and others where the user's umask says so.
 """
 
 from __future__ import annotations
@@ -18,7 +22,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["write_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["default_file_mode", "default_folder_mode", "write_atomic", "write_json_atomic", "write_text_atomic"]
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system tells it (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """Mode of a new file made by ``open()``: ``0o666`` minus the umask (``0o644`` under umask 022)."""
+    return 0o666 & ~_umask()
+
+
+def default_folder_mode() -> int:
+    """Mode of a new folder made by ``mkdir``: ``0o777`` minus the umask (``0o755`` under umask 022)."""
+    return 0o777 & ~_umask()
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -35,6 +62,8 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # POSIX; mkstemp's 0600 would make every result private to the user
+            os.fchmod(descriptor, default_file_mode())
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             file.flush()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,6 +57,7 @@ from anomalib_promptmad.reliability import (
     install_checkpoint_safety,
     reseed_for_epoch,
     run_seed,
+    use_readable_checkpoint_errors,
 )
 from anomalib_promptmad.torch_model import PromptMADModel
 
@@ -104,7 +106,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             ``"timm"``, ``"none"`` or a local weights file.
         text_encoder: Text encoder spec (``"auto"``, ``"open_clip:ViT-B-16:openai"``, ``"minilm"``, ...).
             The encoder actually used is written back to the hyper-parameters.
-        prompt_library: User prompt YAML file(s) extending or overriding the packaged catalogues.
+        prompt_library: User prompt YAML file(s) extending or overriding the packaged catalogues (relative paths
+            are read from the current directory). ``None``: ``<datamodule root>/prompts.yaml`` where it exists.
         hidden_dim: Transformer width.
         num_heads: Attention heads.
         num_encoder_layers: Encoder depth.
@@ -136,8 +139,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         texture_dir: Folder of texture images (e.g. DTD); ``None`` derives textures from the training images.
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        max_epochs: Training length (returned by :attr:`trainer_arguments`).
-        lr_decay_epoch: Epoch of the 10x learning-rate step (``None``: 80 % of ``max_epochs``, as OneNIP).
+        max_epochs: Training length. ``None`` (default) trains as long as the trainer says
+            (``--trainer.max_epochs`` / ``Engine(max_epochs=...)``; Lightning's default, 1000 as in OneNIP, when
+            that is unset too). A number here is returned by :attr:`trainer_arguments` and so replaces the
+            trainer's value.
+        lr_decay_epoch: Epoch of the 10x learning-rate step (``None``: 80 % of the training length, as OneNIP).
         gradient_clip_val: Gradient-norm clip.
         map_scale_quantile: Quantile of normal distances used as each category's map scale.
         calibration_images: Normal training images per category used to measure the map scale.
@@ -193,7 +199,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         texture_dir: str | None = None,
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-4,
-        max_epochs: int = 1000,
+        max_epochs: int | None = None,
         lr_decay_epoch: int | None = None,
         gradient_clip_val: float = 0.1,
         map_scale_quantile: float = 0.99,
@@ -217,8 +223,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        if max_epochs < 0 or (max_epochs == 0 and not use_prompt_matching):
-            msg = f"max_epochs must be >= 1 (0 only with use_prompt_matching=True, which needs no training), got {max_epochs}"
+        if max_epochs is not None and (max_epochs < 0 or (max_epochs == 0 and not use_prompt_matching)):
+            msg = (
+                "max_epochs must be >= 1 (0 only with use_prompt_matching=True, which needs no training), "
+                f"got {max_epochs}"
+            )
             raise ValueError(msg)
         if not 0 < matching_coreset_ratio <= 1:
             msg = f"matching_coreset_ratio must be in (0, 1], got {matching_coreset_ratio}"
@@ -236,7 +245,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
-        self.lr_decay_epoch = lr_decay_epoch if lr_decay_epoch is not None else max(1, int(0.8 * max_epochs))
+        # None: 80 % of the training length, known once the trainer is (see configure_optimizers)
+        self.lr_decay_epoch = lr_decay_epoch
         self.gradient_clip_val = gradient_clip_val
         self.map_scale_quantile = map_scale_quantile
         self.calibration_images = calibration_images
@@ -320,13 +330,16 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """Training length, OneNIP's gradient clipping; validate (and calibrate) at the end only."""
-        return {
-            "max_epochs": self.max_epochs,
-            "gradient_clip_val": self.gradient_clip_val,
-            "num_sanity_val_steps": 0,
-            "check_val_every_n_epoch": max(1, self.max_epochs),
-        }
+        """OneNIP's gradient clipping, no sanity validation; the training length only where set on the model.
+
+        anomalib lets these replace the user's trainer arguments, so ``max_epochs`` is returned only when it
+        was given to the model: otherwise ``--trainer.max_epochs`` is honoured. Validation (which calibrates)
+        runs after the last epoch only; where the length comes from the trainer, :meth:`setup` sets that.
+        """
+        arguments: dict[str, Any] = {"gradient_clip_val": self.gradient_clip_val, "num_sanity_val_steps": 0}
+        if self.max_epochs is not None:
+            arguments.update(max_epochs=self.max_epochs, check_val_every_n_epoch=max(1, self.max_epochs))
+        return arguments
 
     @property
     def learning_type(self) -> LearningType:
@@ -337,7 +350,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         """AdamW with a 10x step decay (OneNIP)."""
         parameters = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.lr_decay_epoch, gamma=0.1)
+        decay_epoch = self.lr_decay_epoch
+        if decay_epoch is None:
+            epochs = self.max_epochs or (self.trainer.max_epochs if self._trainer is not None else None)
+            decay_epoch = max(1, int(0.8 * epochs)) if epochs and epochs > 0 else 1000  # 1000: never, in effect
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_epoch, gamma=0.1)
         return [optimizer], [scheduler]
 
     # ------------------------------------------------------------------ categories and text
@@ -355,15 +372,36 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
                 raise ValueError(_NO_CATEGORIES)
         if self.categories is not None:
             self.hparams["categories"] = list(self.categories)
+        if self._trainer is not None:  # a truncated ckpt_path is then named in the error (test, predict too)
+            use_readable_checkpoint_errors(self.trainer)
         if stage == "fit":
             if self._trainer is not None:  # setup("fit") may also be called by hand, without a trainer
                 # refuse an unsupported precision and make checkpoints resumable before any long work starts
                 check_precision(self.trainer.precision)
+                self._validate_after_last_epoch()
                 install_checkpoint_safety(self.trainer)
             self._run_seed = run_seed()
             self._check_datamodule_categories()
             if self.model.text_tokens is not None and not self.model.text_tokens.is_set:
                 self._set_text_embeddings()
+
+    def _validate_after_last_epoch(self) -> None:
+        """Validate (and so calibrate) once, after the trainer's last epoch; refuse an open-ended run.
+
+        Without ``max_epochs`` on the model, :attr:`trainer_arguments` leaves the length to the trainer and
+        cannot set ``check_val_every_n_epoch`` from it, so it is set here, before the first epoch.
+        """
+        epochs = self.trainer.max_epochs
+        if epochs == 0 and self.model.uses_prompt_matching:
+            return  # nothing to train: calibration runs when testing or predicting starts
+        if epochs is None or epochs < 1:
+            msg = (
+                f"PromptMAD needs a fixed number of epochs (the trainer has max_epochs={epochs}): it calibrates "
+                "on the training images after the last one. Set --trainer.max_epochs N (Engine(max_epochs=N)) or "
+                "--model.max_epochs N."
+            )
+            raise ValueError(msg)
+        self.trainer.check_val_every_n_epoch = epochs
 
     def _datamodule(self) -> Any:
         """The trainer's datamodule, if any."""
@@ -382,9 +420,24 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             )
             raise ValueError(msg)
 
+    def _dataset_prompt_files(self) -> list[str]:
+        """``<datamodule root>/prompts.yaml`` where it exists (the file ``promptmad-demo-data`` writes), else ``[]``.
+
+        Read only when no ``prompt_library`` was given: a dataset that ships its own prompts then needs no
+        ``--model.prompt_library`` (an explicit one always wins).
+        """
+        root = getattr(self._datamodule(), "root", None)
+        # absolute: the path is recorded in the checkpoint, which may be read from another directory
+        candidate = Path(root).absolute() / "prompts.yaml" if isinstance(root, str | Path) else None
+        if candidate is None or not candidate.is_file():
+            return []
+        logger.info("PromptMAD: reading the dataset's prompts from %s (no prompt_library given)", candidate)
+        self.hparams["prompt_library"] = [str(candidate)]  # the checkpoint says which prompts were used
+        return [str(candidate)]
+
     def _set_text_embeddings(self) -> None:
         library = PromptLibrary.default()
-        for path in self.prompt_library or ():
+        for path in self.prompt_library or self._dataset_prompt_files():
             library = library.with_yaml(path)
         encoder = build_text_encoder(self.text_encoder)
         assert self.categories is not None  # noqa: S101 - resolved in setup
@@ -506,8 +559,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self._ensure_calibrated()
 
     def on_predict_start(self) -> None:
-        """Check the datamodule's categories; calibrate a model that was trained but never validated."""
+        """Check the datamodule's categories; calibrate a model that was trained but never validated.
+
+        The checkpoint of a run that did not finish is refused instead (with how to resume it): calibrating
+        it here would need training images that a predict run does not have, and give a half-trained model.
+        """
         self._check_datamodule_categories()
+        if self.restored_from_checkpoint:
+            self.require_calibrated("predict")
         self._ensure_calibrated()
 
     def _ensure_calibrated(self) -> None:

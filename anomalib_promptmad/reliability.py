@@ -45,6 +45,7 @@ __all__ = [
     "install_checkpoint_safety",
     "reseed_for_epoch",
     "run_seed",
+    "use_readable_checkpoint_errors",
 ]
 
 # Lightning precision flags PromptMAD trains with (tested: 32-true and bf16-mixed on CPU).
@@ -79,27 +80,63 @@ class AtomicCheckpointIO(AnomalibCheckpointIO):
             raise TypeError(msg)
         write_atomic(path, lambda file: torch.save(checkpoint, file))
 
+    def load_checkpoint(self, path: _PATH, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """anomalib's load; a damaged file (truncated copy) is reported with its path and the fix.
+
+        Args:
+            path: The checkpoint file.
+            *args: Passed on (``map_location``, ``weights_only``).
+            **kwargs: Passed on.
+        """
+        from anomalib_promptmad.deploy.checkpoint import (
+            UnreadableCheckpointError,
+            is_damaged_file_error,
+            unreadable_checkpoint_message,
+        )
+
+        try:
+            return super().load_checkpoint(path, *args, **kwargs)
+        except RuntimeError as error:
+            if not is_damaged_file_error(error):
+                raise
+            raise UnreadableCheckpointError(unreadable_checkpoint_message(path, error)) from None
+
+
+def use_readable_checkpoint_errors(trainer: Trainer) -> None:
+    """Read (and write) the trainer's checkpoints through :class:`AtomicCheckpointIO`, in every stage.
+
+    ``test``/``predict`` with ``ckpt_path`` load the file through the strategy's IO: with this one a truncated
+    file is named in the error. Lightning's or anomalib's plain torch IO is replaced; a user's own is kept.
+
+    Args:
+        trainer: The trainer, before it restores ``ckpt_path``.
+    """
+    strategy = trainer.strategy
+    current = strategy.checkpoint_io
+    if type(current) in {TorchCheckpointIO, AnomalibCheckpointIO}:
+        strategy.checkpoint_io = AtomicCheckpointIO(extra_safe_globals=getattr(current, "extra_safe_globals", None))
+
 
 def install_checkpoint_safety(trainer: Trainer) -> None:
     """Make ``trainer``'s checkpoints atomic, written every epoch, and with a ``last.ckpt`` to resume from.
 
     The strategy's IO is replaced only when it is Lightning's or anomalib's plain torch IO (a user's own
-    IO is kept). ``ModelCheckpoint`` callbacks whose ``save_last`` was left unset get ``save_last=True``:
-    a checkpoint chosen by a monitored metric is not the one to resume from.
+    IO is kept). ``ModelCheckpoint`` callbacks whose ``save_last`` was left unset get a ``last.ckpt``: a
+    checkpoint chosen by a monitored metric is not the one to resume from. Without a monitor (anomalib's
+    default) it is a relative symbolic link to the checkpoint just saved (a copy where links are not allowed).
 
     Args:
         trainer: The trainer, before it writes its first checkpoint.
     """
-    strategy = trainer.strategy
-    current = strategy.checkpoint_io
-    if type(current) in {TorchCheckpointIO, AnomalibCheckpointIO}:
-        atomic = AtomicCheckpointIO(extra_safe_globals=getattr(current, "extra_safe_globals", None))
-        strategy.checkpoint_io = atomic
+    use_readable_checkpoint_errors(trainer)
     for callback in trainer.checkpoint_callbacks:
         if not isinstance(callback, ModelCheckpoint):
             continue
         if callback.save_last is None:
-            callback.save_last = True
+            # without a monitor every epoch's checkpoint is saved, so last.ckpt can be a link to it (one file
+            # on disk instead of two identical copies of 100+ MB); with one, the last top-k checkpoint may be
+            # older than the last epoch, so last.ckpt must be a full checkpoint of its own
+            callback.save_last = "link" if callback.monitor is None else True
         if callback.monitor is None and callback._save_on_train_epoch_end is None:
             # PromptMAD validates at the last epoch only (check_val_every_n_epoch = max_epochs), and Lightning
             # then saves only after validation: a crash would lose every epoch. Save after every training

@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             from anomalib_promptmad.benchmark.plan import plan_jobs
 
-            for job in plan_jobs(config, output.resolve()):
+            # --list runs nothing and writes nothing: a missing demo dataset is not generated
+            for job in plan_jobs(config, output.resolve(), generate=False):
                 print(f"{job.id}\t{job.setting}\t{job.model}\t{','.join(job.categories)}")
             return 0
         from anomalib_promptmad.benchmark.runner import run_benchmark

@@ -44,6 +44,29 @@ MAPS_FILE = "maps.npz"
 _SPEED_IMAGES = 8
 
 
+def _epoch_log() -> Any:  # noqa: ANN401 - a Lightning callback, built where Lightning is imported
+    """A callback printing one line per finished training epoch to the job's output (its ``log.txt``).
+
+    Jobs train without a progress bar (a bar's redraws fill a log file with noise), so without this a long
+    job showed nothing between "started" and its result.
+    """
+    from lightning.pytorch import Callback
+
+    class EpochLog(Callback):
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            del trainer, pl_module
+            self._start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            del pl_module
+            loss = trainer.callback_metrics.get("train_loss_epoch", trainer.callback_metrics.get("train_loss"))
+            shown = f", train loss {float(loss):.4f}" if loss is not None else ""
+            elapsed = time.perf_counter() - getattr(self, "_start", time.perf_counter())
+            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done in {elapsed:.1f} s{shown}", flush=True)
+
+    return EpochLog()
+
+
 def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
     """Train and test one model as ``spec`` says; write its files into ``job_dir``.
 
@@ -79,7 +102,7 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
     callbacks = [] if any(isinstance(c, PerCategoryMetrics) for c in own_callbacks) else [PerCategoryMetrics()]
     work_dir = job_dir / "work"
     engine = Engine(
-        callbacks=callbacks,
+        callbacks=[*callbacks, _epoch_log()],
         default_root_dir=work_dir,
         accelerator=spec["accelerator"],
         devices=1,

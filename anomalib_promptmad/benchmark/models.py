@@ -12,7 +12,8 @@ layers at the same strides are filled in (:data:`EFFICIENTNET_LAYERS`).
 
 Arguments are merged in this order, later wins:
 
-1. ``model.init_args`` of the model's ``config`` file (an anomalib config, e.g. ``configs/promptmad_cpu.yaml``);
+1. ``model.init_args`` of the model's ``config`` file (an anomalib config, e.g. ``configs/promptmad_cpu.yaml``),
+   with its ``trainer.max_epochs`` as ``max_epochs`` for a model that takes one;
 2. benchmark defaults: ``evaluator=False``, ``visualizer=False`` (the benchmark computes its own per-category
    metrics and figures; anomalib's would double the test time), the shared ``image_size``/``backbone``,
    the layers above, and for PromptMAD on a demo dataset the dataset's ``prompts.yaml``;
@@ -132,6 +133,10 @@ def resolve_model(spec: ModelSpec, config: BenchmarkConfig, index: int, demo_roo
     arguments: dict[str, Any] = {}
     if spec.config is not None:
         arguments.update(_init_args_from_file(spec.config, config, f"{key}.config"))
+        epochs = _trainer_epochs_from_file(spec.config)
+        if epochs is not None and "max_epochs" in parameters and "max_epochs" not in arguments:
+            # the shipped configs set the trainer's length (so that --trainer.max_epochs overrides it on the CLI)
+            arguments["max_epochs"] = epochs
     defaults: dict[str, Any] = {name: value for name, value in BENCHMARK_DEFAULTS.items() if name in parameters}
     sized_by_itself = "image_size" in parameters
     if sized_by_itself:
@@ -198,6 +203,14 @@ def build_model(resolved: ResolvedModel | dict[str, Any]) -> AnomalibModule:
 
 def _qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _trainer_epochs_from_file(path: Path) -> int | None:
+    """``trainer.max_epochs`` of an anomalib config file already read by :func:`_init_args_from_file`."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    trainer = data.get("trainer") if isinstance(data, dict) else None
+    epochs = trainer.get("max_epochs") if isinstance(trainer, dict) else None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else None
 
 
 def _init_args_from_file(path: Path, config: BenchmarkConfig, key: str) -> dict[str, Any]:

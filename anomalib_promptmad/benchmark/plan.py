@@ -82,13 +82,15 @@ class JobSpec:
         return _plain(asdict(self))
 
 
-def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path) -> PreparedDataset:
+def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path, generate: bool = True) -> PreparedDataset:
     """Check one dataset entry (generating a demo dataset that does not exist yet).
 
     Args:
         config: The benchmark.
         index: Position in ``datasets``.
         output_dir: Run folder (default home of demo datasets).
+        generate: Generate a missing demo dataset. ``False`` (``promptmad-benchmark --list``, which runs
+            nothing) only checks its generator arguments and takes its categories from them.
 
     Returns:
         The prepared dataset.
@@ -107,6 +109,8 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path) -> Pr
         arguments = dict(spec.generate)
         if spec.categories != "all":
             arguments.setdefault("categories", list(spec.categories))
+        if not generate:
+            return PreparedDataset(spec=spec, root=root, categories=_demo_categories(config, key, arguments))
         try:
             generate_demo_dataset(root, **arguments)
         except (TypeError, ValueError) as error:
@@ -123,12 +127,13 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path) -> Pr
     return PreparedDataset(spec=spec, root=root, categories=tuple(categories))
 
 
-def plan_jobs(config: BenchmarkConfig, output_dir: str | Path) -> list[JobSpec]:
+def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = True) -> list[JobSpec]:
     """Every job of the benchmark, in run order (dataset, setting, model, category).
 
     Args:
         config: The benchmark.
         output_dir: Run folder.
+        generate: Generate missing demo datasets (``False``: plan only, write nothing; see :func:`prepare_dataset`).
 
     Returns:
         The jobs.
@@ -137,7 +142,7 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path) -> list[JobSpec]:
         BenchmarkConfigError: Anything a job would fail on that can be seen before it starts.
     """
     output_dir = Path(output_dir)
-    datasets = [prepare_dataset(config, index, output_dir) for index in range(len(config.datasets))]
+    datasets = [prepare_dataset(config, index, output_dir, generate) for index in range(len(config.datasets))]
     jobs: list[JobSpec] = []
     for dataset in datasets:
         demo_root = dataset.root if dataset.spec.type == "demo" else None
@@ -173,6 +178,26 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path) -> list[JobSpec]:
     if clashes:
         raise config.error("models", f"model/dataset names give clashing job folders {clashes}; rename them")
     return jobs
+
+
+def _demo_categories(config: BenchmarkConfig, key: str, arguments: dict[str, Any]) -> tuple[str, ...]:
+    """Categories a demo dataset would be generated with (sorted, as the datamodule lists them); checks arguments."""
+    import inspect
+
+    from anomalib_promptmad.data.demo import DEMO_CATEGORIES, generate_demo_dataset
+
+    parameters = inspect.signature(generate_demo_dataset).parameters
+    unknown = sorted(set(arguments) - set(parameters))
+    if unknown:
+        problem = f"cannot generate the demo dataset: unknown arguments {unknown}; it takes {sorted(parameters)}"
+        raise config.error(f"{key}.generate", problem)
+    categories = list(arguments.get("categories", parameters["categories"].default))
+    missing = [name for name in categories if name not in DEMO_CATEGORIES]
+    if missing:
+        available = sorted(DEMO_CATEGORIES)
+        problem = f"cannot generate the demo dataset: unknown demo categories {missing}; available: {available}"
+        raise config.error(f"{key}.generate", problem)
+    return tuple(sorted(dict.fromkeys(categories)))
 
 
 def _categories_argument(spec: DatasetSpec) -> list[str] | str:

@@ -132,7 +132,7 @@ def run_benchmark(
                 outcomes.append(JobOutcome(job, _STATUS_SKIPPED, 0.0, job_dir))
             else:
                 progress.set_postfix_str(job.id)
-                logger.info("%s: started", prefix)
+                logger.info("%s: started (its output: %s)", prefix, job_dir / LOG_FILE)
                 outcome = _run_job(job, job_dir, python, config.job_timeout_s)
                 if outcome.ok:
                     logger.info("%s: done in %.1f s", prefix, outcome.elapsed_s)

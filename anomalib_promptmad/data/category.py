@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePath
 
 __all__ = ["MVTEC_SPLIT_FOLDERS", "category_from_path"]
@@ -66,14 +67,20 @@ def category_from_path(image_path: str | PurePath, root: str | PurePath | None =
 
 def _category_below_root(path: PurePath, root: PurePath) -> str:
     """First component of ``path`` below ``root``; both are compared in absolute form when possible."""
-    try:
-        relative = path.relative_to(root)
-    except ValueError:
-        # Datasets resolve their paths; a relative or symlinked root must still match.
+    relative = None
+    # as given; then both absolute with symbolic links kept (a category folder may be a link: resolving the
+    # image path would leave the root); then both resolved (a dataset that resolved its paths, a linked root)
+    for forms in (
+        lambda: (path, root),
+        lambda: (PurePath(os.path.abspath(path)), PurePath(os.path.abspath(root))),
+        lambda: (Path(path).resolve(), Path(root).resolve()),
+    ):
+        candidate, base = forms()
         try:
-            relative = Path(path).resolve().relative_to(Path(root).resolve())
+            relative = candidate.relative_to(base)
+            break
         except ValueError:
-            relative = None
+            continue
     if relative is None or len(relative.parts) < 2:
         msg = (
             f"Cannot derive a category from image path '{path}': it is not inside a category folder "

@@ -48,6 +48,8 @@ import yaml
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from anomalib_promptmad.atomic_write import default_folder_mode
+
 __all__ = ["DEMO_CATEGORIES", "DemoCategory", "generate_demo_dataset", "main"]
 
 Array = np.ndarray
@@ -411,12 +413,16 @@ def generate_demo_dataset(
         msg = f"Demo dataset root '{root}' exists and is not a folder."
         raise FileExistsError(msg)
     if root.is_dir() and any(root.iterdir()) and not overwrite:
-        msg = f"Demo dataset root '{root}' exists and is not empty; choose another root or pass overwrite=True."
+        msg = (
+            f"Demo dataset root '{root}' exists and is not empty; choose another root or replace it "
+            "(`promptmad-demo-data --overwrite`; in Python `overwrite=True`)."
+        )
         raise FileExistsError(msg)
 
     created_parent = _first_missing_ancestor(root.parent)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    staging.chmod(default_folder_mode())  # it becomes `root`: the mode mkdir gives, not mkdtemp's 0700
     try:
         _write_tree(staging, categories, image_size, (n_train, n_test_good, n_test_defect), seed, progress)
         _replace_folder(staging, root)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -297,12 +298,44 @@ class MultiClassDataModule(AnomalibDataModule):
                 whose size differs from its image) with its fix.
         """
         tables = [
-            self._load_category(category, split).samples
+            self._category_dataset(category, split).samples
             for category in self.categories
             for split in (Split.TRAIN, Split.TEST)
         ]
         roots = ", ".join(f"'{root}'" for root in self.roots)
         validate_samples(pd.concat(tables, ignore_index=True), f"{self.__class__.__name__} {roots}")
+
+    def _category_dataset(self, category: str, split: Split) -> AnomalibDataset:
+        """:meth:`_load_category` with sample paths kept below ``root``, also through symbolic links.
+
+        anomalib's datasets resolve their root, so the images of a category folder that is a symbolic link
+        (a dataset assembled from folders kept elsewhere) get the link's *target* path, which is not below
+        ``root`` and may not even carry the category's name: the category could no longer be read from
+        ``image_path``. The resolved prefix is swapped back for ``<root>/<category>`` (the files are the same).
+        """
+        dataset = self._load_category(category, split)
+        root = self.category_roots[category]
+        linked = Path(os.path.abspath(root / category))  # absolute, symbolic links kept
+        target = (root / category).resolve()
+        if target == linked or dataset.samples.empty:
+            return dataset
+        prefix = str(target) + os.sep
+
+        def keep_link(value: object) -> object:
+            text = str(value) if isinstance(value, str | Path) else None
+            if text is None or not text.startswith(prefix):
+                return value
+            return str(linked / text[len(prefix) :])
+
+        samples = dataset.samples.copy()
+        for column in ("image_path", "mask_path"):
+            if column in samples:
+                # a list, not Series.map: a column of None (normal images' masks) must not become NaN floats
+                samples[column] = pd.Series(
+                    [keep_link(value) for value in samples[column]], index=samples.index, dtype=object
+                )
+        dataset.samples = samples
+        return dataset
 
     @staticmethod
     def _category_dirs(root: Path) -> list[Path]:
@@ -356,11 +389,11 @@ class MultiClassDataModule(AnomalibDataModule):
     def _setup(self, _stage: str | None = None) -> None:
         dataset_name = self.name
         self.train_data = MultiClassDataset(
-            {category: self._load_category(category, Split.TRAIN) for category in self.categories},
+            {category: self._category_dataset(category, Split.TRAIN) for category in self.categories},
             name=dataset_name,
         )
         self.test_data = MultiClassDataset(
-            {category: self._load_category(category, Split.TEST) for category in self.categories},
+            {category: self._category_dataset(category, Split.TEST) for category in self.categories},
             name=dataset_name,
         )
 
@@ -758,10 +791,13 @@ class MultiClassFolder(MultiClassDataModule):
         return found
 
     def _load_category(self, category: str, split: Split) -> AnomalibDataset:
-        dirs = self._folders(self.category_roots[category] / category)
+        # absolute: anomalib joins relative sub-folders to the *resolved* root, which a relative root (or a
+        # symbolic link) is not, so relative folder paths would be looked up below the wrong folder
+        category_root = Path(os.path.abspath(self.category_roots[category] / category))
+        dirs = self._folders(category_root)
         return FolderDataset(
             name=category,
-            root=self.category_roots[category] / category,
+            root=category_root,
             normal_dir=dirs["normal"],
             abnormal_dir=dirs["abnormal"] or None,
             normal_test_dir=dirs["normal_test"] or None,

@@ -53,6 +53,7 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.metrics import AUPR, AUPRO, AUROC, F1Max, F1Score
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from anomalib_promptmad.atomic_write import default_file_mode
 from anomalib_promptmad.data.category import category_from_path
 
 __all__ = ["IMAGE_METRICS", "PIXEL_METRICS", "PerCategoryMetrics"]
@@ -329,6 +330,8 @@ class PerCategoryMetrics(Callback):
         metrics = [m for m in (*IMAGE_METRICS, *PIXEL_METRICS) if any(m in r for r in self.results.values())]
         columns = ["category", "n_images", "n_anomalous", *metrics]
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        if hasattr(os, "fchmod"):  # the mode open() would give, not mkstemp's 0600
+            os.fchmod(descriptor, default_file_mode())
         try:
             with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as file:
                 writer = csv.writer(file)

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["DataValidationError", "check_image_file", "validate_samples"]
+__all__ = ["DataValidationError", "check_image_file", "pixel_format_problem", "validate_samples"]
 
 # Modes PIL converts to RGB (images) or L (masks) without losing information anomalib uses.
 _READABLE_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
@@ -75,13 +75,28 @@ def check_image_file(path: str | Path, what: str = "image") -> tuple[tuple[int, 
             f"{file_path}: truncated {kind} file (its end is missing, e.g. an interrupted copy or download); "
             "copy it again or remove it"
         )
-    if what == "image" and mode not in _READABLE_MODES:
-        return size, (
-            f"{file_path}: {mode!r} pixels (16-bit or floating point) are not supported: anomalib reads images as "
-            "8-bit and would clip them. Convert the file to 8-bit, e.g. "
-            "`Image.fromarray((np.asarray(Image.open(p)) / 257).astype('uint8')).save(p)` for 16-bit data"
-        )
+    if what == "image":
+        return size, pixel_format_problem(file_path, mode)
     return size, None
+
+
+def pixel_format_problem(path: str | Path, mode: str) -> str | None:
+    """The problem with an image's PIL pixel ``mode``, with its fix; ``None`` if anomalib reads it correctly.
+
+    Shared by the training-data checks and the prediction inputs (``anomalib predict``, ``promptmad-infer``),
+    so a file refused for training is refused, with the same words, everywhere.
+
+    Args:
+        path: The image file (for the message).
+        mode: Its PIL mode (``Image.open(path).mode``).
+    """
+    if mode in _READABLE_MODES:
+        return None
+    return (
+        f"{path}: {mode!r} pixels (16-bit or floating point) are not supported: anomalib reads images as "
+        "8-bit and would clip them. Convert the file to 8-bit, e.g. "
+        "`Image.fromarray((np.asarray(Image.open(p)) / 257).astype('uint8')).save(p)` for 16-bit data"
+    )
 
 
 def _paths(column: Iterable[object]) -> list[str | None]:

@@ -9,7 +9,8 @@ The model file decides the runtime: ``.pt`` -> anomalib's ``TorchInferencer`` (a
 
 Nothing is written unless everything succeeds: the runtime package is checked and every image is decoded
 before inference starts; overlays and the CSV are written into a temporary folder beside ``--output`` and
-moved into it at the end (the CSV last).
+moved into it at the end (the CSV last). The arguments (model file, runtime, inputs, ``--trust-remote-code``)
+are checked before torch or anomalib is imported, so a mistyped path fails in well under a second.
 
 Example:
     promptmad-infer exported/weights/openvino/model.xml path/to/images --output predictions/
@@ -25,19 +26,22 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anomalib_promptmad.deploy.backends import RUNTIME_PACKAGES, require_packages
-from anomalib_promptmad.deploy.predictions import (
-    PREDICTIONS_FILE_NAME,
-    PredictionRow,
-    UnreadableImageError,
-    check_images_readable,
-    write_predictions_csv,
-)
+
+if TYPE_CHECKING:
+    from anomalib_promptmad.deploy.predictions import PredictionRow
 
 __all__ = ["Prediction", "main", "make_predictor", "run_inference"]
+
+# the CSV's name (deploy.predictions.PREDICTIONS_FILE_NAME; not imported here: that module imports torch)
+_CSV_NAME = "predictions.csv"
+
+# overlays are drawn at least this many pixels on their short side, so that small inputs stay legible
+_MIN_OVERLAY_SIDE = 256
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +85,30 @@ def make_predictor(
         ValueError: If the file type and runtime do not match.
     """
     model_path = Path(model_path)
-    if not model_path.is_file():
-        msg = f"exported model not found: '{model_path}'"
-        raise FileNotFoundError(msg)
-    chosen = _runtime_for(model_path, runtime)
+    chosen = _check_model_file(model_path, runtime)
     require_packages(RUNTIME_PACKAGES[chosen], f"running '{model_path.name}' with {chosen}")
     if chosen == "torch":
         return _torch_predictor(model_path, device)
     if chosen == "onnxruntime":
         return _onnxruntime_predictor(model_path)
     return _openvino_predictor(model_path, device)
+
+
+def _check_model_file(model_path: Path, runtime: str | None) -> str:
+    """The runtime for ``model_path``, after the checks that need no import of torch (see :func:`make_predictor`)."""
+    if not model_path.is_file():
+        msg = f"exported model not found: '{model_path}'"
+        raise FileNotFoundError(msg)
+    chosen = _runtime_for(model_path, runtime)
+    if chosen == "torch" and os.environ.get("TRUST_REMOTE_CODE", "0").lower() not in {"1", "true"}:
+        # anomalib's TorchInferencer would say the same after importing torch, and name only the variable
+        msg = (
+            f"'{model_path}' is a pickle: loading it can run code stored in the file. If you trust the file, pass "
+            "--trust-remote-code (or set TRUST_REMOTE_CODE=1); otherwise export the model to ONNX or OpenVINO "
+            "(`anomalib export --export_type onnx|openvino`), which hold no code."
+        )
+        raise ValueError(msg)
+    return chosen
 
 
 def _torch_predictor(model_path: Path, device: str) -> Callable[[Path], Prediction]:
@@ -157,15 +175,34 @@ def _onnxruntime_predictor(model_path: Path) -> Callable[[Path], Prediction]:
     return predict
 
 
-def _overlay(image_path: Path, anomaly_map: np.ndarray, target: Path) -> None:
-    """Save the image with its heat map (anomalib's colour map, resized to the image) blended over it."""
+def _overlay(image_path: Path, anomaly_map: np.ndarray, target: Path, caption: str = "") -> None:
+    """Save the image with its heat map (anomalib's colour map) blended over it, and ``caption`` above it.
+
+    Small images are enlarged first (short side at least :data:`_MIN_OVERLAY_SIDE` pixels): a 64 px heat map
+    with a caption drawn on it would be unreadable.
+    """
     from anomalib.visualization.image.functional import overlay_image, visualize_anomaly_map
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     with Image.open(image_path) as source:
         image = source.convert("RGB")
+    scale = max(1.0, _MIN_OVERLAY_SIDE / min(image.size))
+    if scale > 1.0:
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
     heat = visualize_anomaly_map(np.clip(anomaly_map, 0.0, 1.0).astype(np.float32), colormap=True)
-    overlay_image(image, heat.resize(image.size, Image.BILINEAR), alpha=0.5).convert("RGB").save(target)
+    overlay = overlay_image(image, heat.resize(image.size, Image.BILINEAR), alpha=0.5).convert("RGB")
+    if caption:
+        band = 20
+        framed = Image.new("RGB", (overlay.width, overlay.height + band), "black")
+        framed.paste(overlay, (0, band))
+        ImageDraw.Draw(framed).text((4, 4), caption, fill="white")
+        overlay = framed
+    overlay.save(target)
+
+
+def _caption(score: float, label: bool, category: str) -> str:
+    """``"score 0.873  anomalous  disc"``: what the CSV row says, written on the overlay."""
+    return "  ".join(filter(None, [f"score {score:.3f}", "anomalous" if label else "normal", category]))
 
 
 def _overlay_name(image_path: Path, root: Path) -> Path:
@@ -200,12 +237,16 @@ def run_inference(
         UnreadableImageError: If an image cannot be decoded (nothing is written).
         MissingBackendError: If the runtime's package cannot be imported (nothing is written).
     """
-    from anomalib.data.utils import get_image_filenames
-
-    inputs, output = Path(inputs), Path(output)
+    model_path, inputs, output = Path(model_path), Path(inputs), Path(output)
     if not inputs.exists():
         msg = f"input image or folder not found: '{inputs}'"
         raise FileNotFoundError(msg)
+    _check_model_file(model_path, runtime)  # before the imports below (torch, anomalib): seconds per mistake
+
+    from anomalib.data.utils import get_image_filenames
+
+    from anomalib_promptmad.deploy.predictions import PredictionRow, check_images_readable, write_predictions_csv
+
     images = sorted(get_image_filenames(inputs))
     if not images:
         msg = f"no images found in '{inputs}'"
@@ -223,11 +264,11 @@ def run_inference(
             if overlays:
                 target = staging / _overlay_name(image_path, inputs)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _overlay(image_path, anomaly_map, target)
-        write_predictions_csv(rows, staging / PREDICTIONS_FILE_NAME)
+                _overlay(image_path, anomaly_map, target, _caption(score, label, category))
+        write_predictions_csv(rows, staging / _CSV_NAME)
         output.mkdir(parents=True, exist_ok=True)
         # move everything in; the CSV last, so a table in `output` always describes overlays already there
-        for source in sorted(staging.rglob("*"), key=lambda path: path.name == PREDICTIONS_FILE_NAME):
+        for source in sorted(staging.rglob("*"), key=lambda path: path.name == _CSV_NAME):
             if source.is_file():
                 target = output / source.relative_to(staging)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -245,8 +286,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", type=Path, help="exported model file (.pt, .onnx, .xml)")
     parser.add_argument("inputs", type=Path, help="an image or a folder of images")
-    parser.add_argument("--output", "-o", type=Path, default=Path("predictions"), help="output folder")
-    parser.add_argument("--runtime", choices=["torch", "openvino", "onnxruntime"], help="default: by file type")
+    parser.add_argument(
+        "--output", "-o", type=Path, default=Path("predictions"), help="output folder (default: ./predictions)"
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "openvino", "onnxruntime"],
+        help="default: by file type (.pt: torch; .xml, .onnx: openvino)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda (torch), GPU (OpenVINO), ...")
     parser.add_argument("--no-overlays", action="store_true", help="write the CSV only")
     parser.add_argument(
@@ -268,8 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     arguments = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    previous_trust = os.environ.get("TRUST_REMOTE_CODE")
     if arguments.trust_remote_code:
-        os.environ["TRUST_REMOTE_CODE"] = "1"
+        os.environ["TRUST_REMOTE_CODE"] = "1"  # what anomalib's TorchInferencer reads
     try:
         rows = run_inference(
             arguments.model,
@@ -279,11 +327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=arguments.device,
             overlays=not arguments.no_overlays,
         )
-    except (FileNotFoundError, UnreadableImageError, ImportError, ValueError) as error:
+    except (FileNotFoundError, ImportError, ValueError) as error:  # UnreadableImageError is a ValueError
         print(f"promptmad-infer: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        # the trust given to this run only: main() called from Python must not leave it set for later loads
+        if previous_trust is None:
+            os.environ.pop("TRUST_REMOTE_CODE", None)
+        else:
+            os.environ["TRUST_REMOTE_CODE"] = previous_trust
     anomalous = sum(row.pred_label for row in rows)
-    print(f"{len(rows)} images, {anomalous} predicted anomalous -> {arguments.output / PREDICTIONS_FILE_NAME}")
+    noun = "image" if len(rows) == 1 else "images"
+    print(f"{len(rows)} {noun}, {anomalous} predicted anomalous -> {arguments.output / _CSV_NAME}")
     return 0
 
 

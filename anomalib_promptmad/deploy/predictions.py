@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ __all__ = [
     "check_images_readable",
     "write_predictions_csv",
 ]
+
+logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE_NAME = "predictions.csv"
 CSV_COLUMNS = ("image_path", "pred_score", "pred_label", "category")
@@ -64,22 +67,41 @@ class PredictionRow:
     category: str = ""
 
 
+_MAX_LISTED = 10
+
+
 def check_images_readable(paths: Iterable[str | Path]) -> None:
-    """Decode every image exactly as anomalib's ``read_image`` does (PIL, RGB); raise on the first failure.
+    """Decode every image as anomalib's ``read_image`` does (PIL, RGB) and check its pixel format; raise once.
+
+    A 16-bit or floating-point image decodes, but anomalib's reader clips it to white: it is refused with
+    the message the training-data checks give (:func:`~anomalib_promptmad.data.validation.pixel_format_problem`).
 
     Args:
         paths: Image files.
 
     Raises:
-        UnreadableImageError: Naming the file and the decoder's reason.
+        UnreadableImageError: Naming every unusable file (up to ten, then how many more) and the reason.
     """
+    from anomalib_promptmad.data.validation import pixel_format_problem
+
+    problems: list[str] = []
     for path in paths:
         try:
             with Image.open(path) as image:
+                mode = image.mode
                 image.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as error:
-            msg = f"cannot read image '{path}': {error}. Nothing was written; remove or replace the file and run again."
-            raise UnreadableImageError(msg) from error
+            problems.append(f"cannot read image '{path}': {error}")
+            continue
+        problem = pixel_format_problem(path, mode)
+        if problem:
+            problems.append(problem)
+    if problems:
+        listed = "\n  ".join(problems[:_MAX_LISTED])
+        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        head = problems[0] if len(problems) == 1 else f"{len(problems)} input images cannot be used:\n  {listed}{more}"
+        msg = f"{head}\nNo prediction was written; convert, replace or remove the file(s) and run again."
+        raise UnreadableImageError(msg)
 
 
 def write_predictions_csv(rows: Sequence[PredictionRow], path: str | Path) -> Path:
@@ -190,6 +212,16 @@ class PredictionCSVWriter(Callback):
             check_images_readable(_dataset_image_paths(getattr(loader, "dataset", None)))
         self.rows = []
         self._recorder = CategoryRecorder(pl_module)
+        overlays = Path(trainer.default_root_dir) / "images"
+        earlier = sum(1 for path in overlays.rglob("*") if path.is_file()) if overlays.is_dir() else 0
+        if earlier and trainer.is_global_zero:
+            # anomalib's predict writes into the same folder every time (results/<model>/latest/images)
+            logger.warning(
+                "PromptMAD: %s already holds %d overlay file(s) of an earlier run; this run adds its own beside "
+                "them (predictions.csv lists this run only). Pass --default_root_dir <new folder> to keep runs apart.",
+                overlays,
+                earlier,
+            )
 
     def on_predict_batch_end(
         self,
@@ -223,6 +255,17 @@ class PredictionCSVWriter(Callback):
         if trainer.is_global_zero:
             target = self.file_name if self.file_name.is_absolute() else Path(trainer.default_root_dir) / self.file_name
             write_predictions_csv(self.rows, target)
+            anomalous = sum(row.pred_label for row in self.rows)
+            noun = "image" if len(self.rows) == 1 else "images"
+            # anomalib itself says nothing about where its outputs went
+            logger.info(
+                "PromptMAD: %d %s, %d predicted anomalous -> %s (overlays: %s)",
+                len(self.rows),
+                noun,
+                anomalous,
+                target.resolve(),
+                (Path(trainer.default_root_dir) / "images").resolve(),
+            )
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """A failed run writes no table."""

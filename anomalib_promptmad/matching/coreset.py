@@ -11,12 +11,13 @@ for a 10 % coreset of an MVTec category or two.
 
 :func:`greedy_coreset_indices` makes the same choices and skips most of that work. Points are grouped into
 spatially tight blocks (a few k-means iterations on the projected features, large clusters cut into
-chunks); a block whose every point is already closer
-to a selected center than the new center can possibly be (triangle inequality: ``|x - c| >= |m - c| - r``
-for a block of centre ``m`` and radius ``r``) is left untouched, since ``min(old, new)`` cannot change there.
-Blocks that may change are updated with the same ``torch.linalg.norm`` anomalib uses, so every distance,
-every maximum and every tie (the lowest index wins, as in ``torch.max``) are those of anomalib: the selected
-indices are equal, not just close.
+chunks). A block whose every point is already closer to a selected center than the new center can possibly
+be (triangle inequality: ``|x - c| >= |m - c| - r`` for a block of centre ``m`` and radius ``r``) is left
+untouched, since ``min(old, new)`` cannot change there. In the blocks that may change, a cheap bound
+(``|x|^2 - 2 x.c + |c|^2``, one matrix-vector product, with a margin far above its float error) finds the
+few points whose distance can drop; only those are recomputed, with the same ``torch.linalg.norm(x - c)``
+anomalib uses. So every distance, every maximum and every tie (the lowest index wins, as in ``torch.max``)
+are those of anomalib: the selected indices are equal, not just close.
 
 Example:
     >>> import torch
@@ -34,9 +35,10 @@ from tqdm import tqdm
 
 __all__ = ["greedy_coreset_indices"]
 
-# a block is skipped only when the triangle-inequality bound beats its largest distance by this margin:
-# the bound is computed in float32 and must never skip a block whose distances would in fact change
+# a block or point is skipped only when its lower bound beats the current distance by these margins: the
+# bounds are computed in float32 and must never skip a distance that would in fact change
 _SKIP_MARGIN = 1e-4
+_EXPANSION_MARGIN = 1e-4  # relative to |x|^2 + |c|^2, far above float32's error of the expanded square
 
 
 def _cluster_blocks(features: torch.Tensor, block_size: int, iterations: int = 6) -> list[torch.Tensor]:
@@ -111,6 +113,7 @@ def greedy_coreset_indices(
         members[row, : block.numel()] = block
     valid = members >= 0
     blocked = features[members.clamp_min(0)]  # (blocks, width, d); padding rows repeat point 0, never read
+    blocked_squares = blocked.pow(2).sum(-1)
     centres = torch.stack([features[block].mean(0) for block in blocks])
     radius = torch.stack([
         torch.linalg.norm(features[block] - centre, dim=1).amax() for block, centre in zip(blocks, centres, strict=True)
@@ -125,15 +128,23 @@ def greedy_coreset_indices(
     for _ in tqdm(range(size - 1), desc="Selecting coreset", disable=not progress or None, leave=False):
         center = features[index]
         bound = torch.linalg.norm(centres - center, dim=1) - radius
-        may_change = bound <= block_max * (1 + _SKIP_MARGIN) + _SKIP_MARGIN
-        if int(may_change.sum()) * 2 > len(blocks):  # most blocks: cheaper than gathering them
-            distance = torch.minimum(distance, torch.linalg.norm(blocked - center, ord=2, dim=-1))
-            block_max = distance.amax(1)
+        active = torch.nonzero(bound <= block_max * (1 + _SKIP_MARGIN) + _SKIP_MARGIN).flatten()
+        center_square = center.pow(2).sum()
+        squares = blocked_squares[active]
+        if active.numel() * 2 > len(blocks):  # most blocks: one product over all beats gathering them
+            expanded = (blocked_squares - 2 * (blocked @ center) + center_square)[active]
         else:
-            active = torch.nonzero(may_change).flatten()
-            updated = torch.minimum(distance[active], torch.linalg.norm(blocked[active] - center, ord=2, dim=-1))
-            distance[active] = updated
-            block_max[active] = updated.amax(1)
+            expanded = squares - 2 * (blocked[active] @ center) + center_square
+        may_drop = valid[active] & (
+            expanded <= distance[active].square() + _EXPANSION_MARGIN * (squares + center_square)
+        )
+        rows, slots = torch.nonzero(may_drop, as_tuple=True)
+        if rows.numel():
+            block_rows = active[rows]
+            exact = torch.linalg.norm(blocked[block_rows, slots] - center, ord=2, dim=-1)
+            distance[block_rows, slots] = torch.minimum(distance[block_rows, slots], exact)
+            touched = block_rows.unique()
+            block_max[touched] = distance[touched].amax(1)
         best = block_max.max()
         rows = torch.nonzero(block_max == best).flatten()
         candidates = members[rows][distance[rows] == best]

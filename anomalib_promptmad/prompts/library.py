@@ -304,6 +304,13 @@ def _read_catalog(source: Path | Traversable, label: str) -> dict[str, ClassProm
     """Read, parse and validate one catalog file."""
     if not source.is_file():
         msg = f"Prompt catalog file not found: {label}"
+        if isinstance(source, Path) and not source.is_absolute():
+            # a path in a config file is not read relative to that file: say where it was looked for
+            msg += (
+                f" (a relative path is read from the current directory, {Path.cwd()}, not from the config file "
+                f"that names it: looked for {Path.cwd() / source}). Pass an absolute path "
+                "(--model.prompt_library /abs/path/prompts.yaml) or run the command from the folder it is relative to."
+            )
         raise FileNotFoundError(msg)
     try:
         document = yaml.safe_load(source.read_text(encoding="utf-8"))
@@ -422,7 +429,9 @@ def _fallback_prompts(category: str) -> ClassPrompts:
             "To describe its normal state and defect types, write a YAML file such as\n"
             f"  categories:\n    {category}:\n      object: {noun}\n      defects:\n"
             f"        scratch: ['{{object}} with a scratch']\n"
-            f"and load it with PromptLibrary.from_yaml(path) ({_FORMAT_HELP}; example: "
+            "and pass it to the model: `--model.prompt_library PATH` on the anomalib command line, "
+            "`PromptMAD(prompt_library=PATH)` in Python, or save it as `prompts.yaml` in the dataset root, where "
+            f"PromptMAD reads it when no prompt_library is given ({_FORMAT_HELP}; example: "
             "catalog/example_user_prompts.yaml).",
             UserWarning,
             stacklevel=3,

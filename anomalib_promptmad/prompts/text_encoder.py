@@ -444,6 +444,30 @@ def _build_from_spec(spec: str) -> TextEncoder:
     return OpenCLIPTextEncoder(model_name, pretrained)
 
 
+# How long "auto" waits for the hub before it falls back to the packaged encoder.
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_host() -> str:
+    """Host of the Hugging Face endpoint (``HF_ENDPOINT`` where set)."""
+    from urllib.parse import urlparse
+
+    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+
+
+def _hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub opens within ``timeout`` (assumed yes behind a proxy)."""
+    import socket
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # a direct connection says nothing about the proxy's: let huggingface_hub try
+    try:
+        with socket.create_connection((_hub_host(), 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 @functools.cache
 def _build_auto() -> TextEncoder:
     """Resolve ``"auto"``: CLIP when its weights are local or downloadable, else the packaged encoder."""
@@ -455,6 +479,12 @@ def _build_auto() -> TextEncoder:
         return _build_from_spec(clip_spec)
     if _hub_offline():
         reason = "its weights are not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading them"
+    elif not _hub_reachable():
+        # without this check an air-gapped machine spends ~45 s in huggingface_hub's retries before falling back
+        reason = (
+            f"its weights are not in the local Hugging Face cache and {_hub_host()} cannot be reached (checked in "
+            f"{_HUB_PROBE_TIMEOUT_S:.0f} s; set HF_HUB_OFFLINE=1 to skip the check)"
+        )
     else:
         try:
             return _build_from_spec(clip_spec)

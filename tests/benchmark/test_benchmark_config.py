@@ -199,3 +199,24 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> Non
         write_atomic(target, write)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_list_runs_nothing_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--list`` prints the jobs a run would have, without generating its demo dataset (issue 14)."""
+    output = tmp_path / "run"
+    status = main(["--config", str(CONFIGS / "demo_tiny.yaml"), "--output", str(output), "--list"])
+    assert status == 0
+    listed = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert not output.exists()  # the demo dataset used to be generated under <output>/data/demo
+    planned = [job.id for job in plan_jobs(load_config(CONFIGS / "demo_tiny.yaml"), output.resolve())]
+    assert listed == planned  # the same jobs as the run (which generates the data first)
+
+
+def test_list_checks_the_demo_generator_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad ``generate`` entry is still refused by ``--list``, which does not call the generator."""
+    data = _minimal()
+    data["datasets"][0]["generate"]["n_images"] = 3
+    status = main(["--config", str(_write(tmp_path, data)), "--output", str(tmp_path / "run"), "--list"])
+    assert status == 2
+    assert "unknown arguments ['n_images']" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

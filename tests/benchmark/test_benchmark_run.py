@@ -170,3 +170,12 @@ def test_rerun_skips_finished_jobs_and_still_fails(run: tuple[Path, BenchmarkRes
     assert {job: path.stat().st_mtime_ns for job, path in results.items()} == before
     rows = _rows(result)  # the report was rebuilt from the kept results
     assert len(rows) == 9 and all(not math.isnan(float(r["pixel_AUROC"])) for r in rows)
+
+
+def test_job_logs_show_every_epoch(run: tuple[Path, BenchmarkResult]) -> None:
+    """A job's log.txt says when each training epoch ends (jobs have no progress bar), issue 14."""
+    _, result = run
+    for outcome in result.outcomes:
+        if outcome.ok:
+            log = (result.output_dir / "jobs" / outcome.spec.id / "log.txt").read_text(encoding="utf-8")
+            assert "epoch 1/1 done in " in log, outcome.spec.id

@@ -402,3 +402,34 @@ def test_a_category_under_two_roots_or_none_is_one_clear_error(demo_root: Path, 
         MultiClassMVTecAD(root=[first, second], categories=["screw"])
     with pytest.raises(FileNotFoundError, match="missing"):
         MultiClassMVTecAD(root=[first, tmp_path / "missing"], categories=["disc"])
+
+
+# ---------------------------------------------------------------------------------------------- symbolic links
+
+
+@pytest.mark.parametrize("datamodule_class", [MultiClassMVTecAD, MultiClassFolder])
+def test_symlinked_category_folders_keep_their_link_names(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, datamodule_class: type
+) -> None:
+    """A root assembled from links (``widget -> .../disc``): categories and paths are the links', not the targets'.
+
+    anomalib resolves dataset paths, which used to turn ``<root>/widget/test/...`` into ``.../disc/test/...``:
+    outside the root, and under another name. The root is also given relative, as on a command line.
+    """
+    root = tmp_path / "assembled"
+    root.mkdir()
+    links = {"widget": "disc", "cloth": "fabric"}
+    for link, target in links.items():
+        (root / link).symlink_to(demo_root / target, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    datamodule = datamodule_class(root="assembled", num_workers=0, eval_batch_size=100)
+    assert datamodule.categories == sorted(links)
+    datamodule.setup()
+    for split in ("train_data", "val_data", "test_data"):
+        samples = getattr(datamodule, split).samples
+        paths = [str(path) for path in samples.image_path]
+        assert all(path.startswith(str(tmp_path / "assembled") + "/") for path in paths), paths[:2]
+        assert {datamodule.category_of(path) for path in paths} == set(links)
+        assert {category_from_path(path) for path in paths} == set(links)  # the MVTec rule PromptMAD uses
+    batch = next(iter(datamodule.test_dataloader()))  # the link paths read: images and their masks
+    assert (batch.gt_mask[batch.gt_label.bool()].flatten(1).sum(1) > 0).all()

@@ -64,6 +64,10 @@ def test_stock_cli_exports_openvino_from_a_checkpoint(deployment: Deployment) ->
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     xml = deployment.exports["openvino"]
     assert xml.is_file() and xml.with_suffix(".bin").stat().st_size > 0
+    # no failed opset down-conversion and its traceback among the log lines of a successful export
+    output = result.stdout + result.stderr
+    assert "Failed to convert the model to the target version" not in output
+    assert "No Adapter" not in output
 
 
 def test_engine_exports_torch_and_onnx_from_a_checkpoint(deployment: Deployment) -> None:

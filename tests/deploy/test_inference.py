@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,33 @@ def test_engine_predict_on_a_folder_writes_overlays_and_the_csv(deployment: Depl
     assert sorted(path.name for path in overlays) == sorted(reference)
 
 
+def test_predict_says_where_its_outputs_went(deployment: Deployment, tmp_path, caplog) -> None:
+    """The CSV's path is logged; a second run into the same folder is warned that overlays will mix."""
+    import logging
+
+    from anomalib.engine import Engine
+
+    from anomalib_promptmad import PromptMAD
+
+    def predict() -> Path:
+        engine = Engine(default_root_dir=tmp_path / "results", accelerator="cpu", devices=1, logger=False)
+        with caplog.at_level(logging.INFO, logger="anomalib_promptmad.deploy.predictions"):
+            engine.predict(
+                model=PromptMAD(text_encoder="minilm"), data_path=deployment.images, ckpt_path=deployment.checkpoint
+            )
+        return Path(engine.trainer.default_root_dir)
+
+    root = predict()
+    count = len(list(deployment.images.glob("*.png")))
+    assert f"{count} images" in caplog.text
+    assert f"-> {(root / PREDICTIONS_FILE_NAME).resolve()}" in caplog.text
+    assert "of an earlier run" not in caplog.text
+    caplog.clear()
+    assert predict() == root  # anomalib reuses the folder ...
+    assert f"{root / 'images'} already holds" in caplog.text  # ... and the user is told, with the option to set
+    assert "--default_root_dir" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("kind", "options", "with_category"),
     [
@@ -85,15 +113,21 @@ def test_promptmad_infer_runs_each_export(
     output = tmp_path / "out"
     status = promptmad_infer([str(deployment.exports[kind]), str(deployment.images), "--output", str(output), *options])
     assert status == 0
+    assert "TRUST_REMOTE_CODE" not in os.environ  # --trust-remote-code trusted that run only
     _check_rows(_read_csv(output / PREDICTIONS_FILE_NAME), reference, with_category)
     overlays = sorted((output / "overlays").glob("*.png"))
     assert sorted(path.name for path in overlays) == sorted(reference)
     from PIL import Image
 
     with Image.open(overlays[0]) as overlay, Image.open(deployment.images / overlays[0].name) as source:
-        assert overlay.size == source.size
-        # a heat map was blended in: the overlay differs from the input image
-        assert np.abs(np.asarray(overlay.convert("RGB"), float) - np.asarray(source.convert("RGB"), float)).mean() > 1
+        # small inputs are enlarged to a legible size (short side 256), with a caption band of 20 px on top
+        scale = max(1.0, 256 / min(source.size))
+        width, height = round(source.width * scale), round(source.height * scale)
+        assert overlay.size == (width, height + 20)
+        # a heat map was blended in: the overlay differs from the (enlarged) input image
+        heat = np.asarray(overlay.convert("RGB").crop((0, 20, width, height + 20)), float)
+        plain = np.asarray(source.convert("RGB").resize((width, height), Image.BILINEAR), float)
+        assert np.abs(heat - plain).mean() > 1
 
 
 def test_torch_export_needs_explicit_trust(deployment: Deployment, tmp_path, monkeypatch, capsys) -> None:
@@ -104,6 +138,29 @@ def test_torch_export_needs_explicit_trust(deployment: Deployment, tmp_path, mon
     assert "TRUST_REMOTE_CODE" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     assert [path.name for path in tmp_path.iterdir()] == []
+
+
+def test_argument_errors_come_before_torch_is_imported(tmp_path) -> None:
+    """A missing model file, a .pt without --trust-remote-code: the error, without importing torch (seconds)."""
+    from deploy_support import run
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "model.pt").write_bytes(b"never unpickled")
+    probe = (
+        "import sys; from anomalib_promptmad.deploy.infer import main; "
+        "codes = [main([sys.argv[1], sys.argv[2]]), main([sys.argv[3], sys.argv[2]])]; "
+        "print(codes, 'torch' in sys.modules)"
+    )
+    result = run(
+        [sys.executable, "-c", probe, str(tmp_path / "missing.onnx"), str(tmp_path / "images"),
+         str(tmp_path / "model.pt")],
+        cwd=tmp_path,
+        TRUST_REMOTE_CODE="0",
+    )  # fmt: skip
+    assert result.stdout.strip() == "[2, 2] False", result.stdout + result.stderr[-2000:]
+    assert "exported model not found" in result.stderr
+    assert "pass --trust-remote-code" in result.stderr
+    assert not (tmp_path / "predictions").exists()
 
 
 def test_console_script_is_declared() -> None:

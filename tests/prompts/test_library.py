@@ -260,7 +260,7 @@ def test_unknown_category_falls_back_with_one_warning(library: PromptLibrary) ->
     assert len(fallback_warnings) == 1
     message = str(fallback_warnings[0].message)
     assert "YAML" in message
-    assert "PromptLibrary.from_yaml" in message
+    assert "--model.prompt_library PATH" in message and "PromptMAD(prompt_library=PATH)" in message
     assert "object: rubber duck" in message
     assert fallback_warnings[0].filename == __file__
     assert "a photo of a flawless rubber duck." in first.normal

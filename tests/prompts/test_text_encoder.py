@@ -221,3 +221,28 @@ def test_auto_prefers_clip_weights_found_in_the_hub_cache(
     assert encoder.name == "open_clip:ViT-B-16:openai"
     assert loaded == [weights]
     assert text_encoder_module._hub_offline()
+
+
+@pytest.mark.usefixtures("fresh_auto")
+def test_auto_without_network_falls_back_at_once_when_the_hub_cannot_be_reached(
+    empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not marked offline, but air-gapped: one failed connection, no download attempt, the fallback (issue 14)."""
+    import socket
+
+    from anomalib_promptmad.prompts import text_encoder as module
+
+    monkeypatch.setattr(module, "_hub_offline", lambda: False)  # HF_HUB_OFFLINE unset
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    attempts: list[object] = []
+
+    def unreachable(address: object, timeout: float | None = None, *args: object) -> None:
+        attempts.append((address, timeout))
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    with pytest.warns(UserWarning, match=r"huggingface\.co cannot be reached .*HF_HUB_OFFLINE=1"):
+        encoder = build_text_encoder("auto")
+    assert isinstance(encoder, PackagedSentenceEncoder)
+    assert attempts == [(("huggingface.co", 443), module._HUB_PROBE_TIMEOUT_S)]  # one probe, short timeout
