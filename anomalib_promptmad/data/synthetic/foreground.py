@@ -18,8 +18,8 @@ The estimate works on the category as a whole, at a small size (64 px by default
 5. Reliability: if the hull covers less than ``min_coverage`` or more than ``max_coverage`` of the image,
    the category is treated as a texture (``None``: defects go anywhere).
 
-Measured on the four shared real categories at 64 px from 16 images: bottle 78 % of the image (the
-bottle), pill 57 % (the pill), transistor 30 % (case and upper leads), tire 44 % (the tire); uniform noise
+Measured on the four shared real categories at 64 px from 16 images: bottle 66 % of the image (the
+bottle), pill 47 % (the pill), transistor 23 % (case and upper leads), tire 35 % (the tire); uniform noise
 and smooth random textures give ``None``.
 """
 
@@ -85,10 +85,13 @@ def estimate_foreground(
     kept = remove_small_objects(unlike.numpy(), max_size=max(4, height * width // 400))
     if not kept.any():
         return None
-    hull = torch.from_numpy(convex_hull_image(kept))
+    hull = torch.from_numpy(convex_hull_image(kept)).float()[None, None]
+    # the 5x5 window spreads the object's edge contrast 2 px outwards: erode that back, then add the margin
+    hull = -F.max_pool2d(-hull, 5, 1, 2)
     radius = round(dilation * min(height, width))
     if radius > 0:
-        hull = F.max_pool2d(hull.float()[None, None], 2 * radius + 1, 1, radius)[0, 0] > 0
+        hull = F.max_pool2d(hull, 2 * radius + 1, 1, radius)
+    hull = hull[0, 0] > 0
     coverage = float(hull.float().mean())
     if not min_coverage <= coverage <= max_coverage:
         return None
