@@ -152,7 +152,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             cache off. It is also off when the datamodule has training augmentations.
         anomaly_families: Training defect families and their relative weights (see
             :mod:`anomalib_promptmad.data.synthetic.families`); ``None`` is ``TRAINING_FAMILIES`` (CutPaste patch
-            and scar, Perlin texture, spots, scratches, missing parts). The validation split's default
+            and scar, Perlin texture, missing parts; spots and scratches are opt-in). The validation split's default
             families (colour shifts, misplaced parts, foreign textures) are held out of it.
         change_threshold: Per-pixel colour change (in [0, 1]) a synthetic-defect pixel needs to be labelled.
         foreground_placement: Put synthetic defects on each category's object, estimated at fit start from its

@@ -8,6 +8,7 @@ from anomalib_promptmad.data.synthetic.cutpaste import ColorJitterParams, cutpas
 from anomalib_promptmad.data.synthetic.families import (
     FAMILY_NAMES,
     OBJECT_ONLY_FAMILIES,
+    OPT_IN_FAMILIES,
     TRAINING_FAMILIES,
     VALIDATION_FAMILIES,
     resolve_family_weights,
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_CHANGE_THRESHOLD",
     "FAMILY_NAMES",
     "OBJECT_ONLY_FAMILIES",
+    "OPT_IN_FAMILIES",
     "TRAINING_FAMILIES",
     "VALIDATION_FAMILIES",
     "AnomalySynthesizer",

@@ -9,8 +9,8 @@ family             what it makes                                               d
 cutpaste_patch     a jittered rectangle of the image pasted elsewhere          training
 cutpaste_scar      a thin, rotated, jittered rectangle                         training
 perlin_texture     DRAEM: a texture blended in through a Perlin-noise mask      training
-spot               small dark, bright or coloured dots                         training
-scratch            thin scratches and cracks (polylines 1-3 px wide)           training
+spot               small dark, bright or coloured dots                         opt-in
+scratch            thin scratches and cracks (polylines 1-3 px wide)           opt-in
 missing_part       a blob of the object replaced by background (objects only)  training
 color_shift        a discoloured blob (hue, saturation, brightness, tint)      validation
 misplaced_part     a blob of the object moved elsewhere on it (objects only)   validation
@@ -24,6 +24,13 @@ unseen defects much better, so rules chosen on them (the fusion rule, thresholds
 three are deliberately unlike the training ones in how they change the image: a colour change without a
 new texture, a displacement of real object structure, and foreign material; each resembles real MVTec
 defect types (pill "color", transistor "misplaced", contamination).
+
+Why spots and scratches are opt-in (weight 0 in both defaults): on the 64 px demo data with the test suite's
+short run (72 steps), giving them 40 % of the training draws lowered test pixel AUROC from 0.71 to 0.56
+(0.69 to 0.58 at 40 % new families overall), and adding them to the validation families made the fusion
+rule of one category fall below chance (0.28): defects one or two pixels wide at stride-4 resolution are
+mostly label noise for a short schedule. At 256 px they are 2 to 8 px wide; turn them on with
+``anomaly_families`` (model) or ``families`` (validation set) and measure on real data first.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "FAMILY_NAMES",
     "OBJECT_ONLY_FAMILIES",
+    "OPT_IN_FAMILIES",
     "TRAINING_FAMILIES",
     "VALIDATION_FAMILIES",
     "resolve_family_weights",
@@ -53,15 +61,17 @@ FAMILY_NAMES: tuple[str, ...] = (
 # Families that need an object: never drawn for images without a foreground (textures).
 OBJECT_ONLY_FAMILIES: frozenset[str] = frozenset({"missing_part", "misplaced_part"})
 
-# Default training mix: CutPaste and DRAEM (OneNIP's 50/50) keep 60 %, the new realistic families 40 %.
+# Default training mix: CutPaste and DRAEM in OneNIP's 50/50 proportion keep 80 %, missing parts 20 %
+# (only drawn for objects; textures renormalise to CutPaste and DRAEM). Measured choice: see the docstring.
 TRAINING_FAMILIES: Mapping[str, float] = {
-    "cutpaste_patch": 0.15,
-    "cutpaste_scar": 0.15,
-    "perlin_texture": 0.3,
-    "spot": 0.15,
-    "scratch": 0.15,
-    "missing_part": 0.1,
+    "cutpaste_patch": 0.2,
+    "cutpaste_scar": 0.2,
+    "perlin_texture": 0.4,
+    "missing_part": 0.2,
 }
+
+# Families in neither default mix (available through the ``families`` / ``anomaly_families`` options).
+OPT_IN_FAMILIES: frozenset[str] = frozenset({"spot", "scratch"})
 
 # Default validation mix: only families the training mix never draws.
 VALIDATION_FAMILIES: Mapping[str, float] = {
