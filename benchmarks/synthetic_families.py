@@ -6,7 +6,8 @@
 One row per category (bottle, pill, transistor from MVTec AD, tire from MVTec 3D-AD, where they are beside
 the project), one column per family; the first column shows the estimated foreground (the object mask
 defects are placed on). Each defect's label (its visibly changed pixels) is outlined in yellow. Columns of
-the families held out of training for validation are titled in orange.
+the families held out of training for validation are titled in orange, opt-in families (in neither default
+mix) in grey.
 
 Usage:
     python benchmarks/synthetic_families.py [--out docs/images/synthetic_families.png] [--cell 128]
@@ -24,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from anomalib_promptmad.data.synthetic import (
     FAMILY_NAMES,
+    OPT_IN_FAMILIES,
     VALIDATION_FAMILIES,
     AnomalySynthesizer,
     category_foregrounds,
@@ -75,6 +77,8 @@ def main() -> None:
     columns = [("foreground", None), *[(family, family) for family in FAMILY_NAMES]]
     for column, (label, family) in enumerate(columns):
         colour = (230, 120, 0) if family in VALIDATION_FAMILIES else (0, 0, 0)
+        if family in OPT_IN_FAMILIES:
+            colour = (140, 140, 140)
         draw.text((column * cell + 3, 2), label, fill=colour)
         if family is None:
             shown = images.clone()
