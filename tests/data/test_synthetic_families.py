@@ -291,3 +291,15 @@ def test_foreground_of_real_objects() -> None:
         assert mask is not None
         assert low <= float(mask.float().mean()) <= high
         assert mask[32, 32] and not mask[0, 0]
+
+
+def test_synthesizer_pickles_for_data_loader_workers() -> None:
+    """Validation sets (and their synthesizer) travel to worker processes by pickle."""
+    import pickle
+
+    images, foreground = _objects(6)
+    synthesizer = AnomalySynthesizer(families=VALIDATION_FAMILIES)
+    copy = pickle.loads(pickle.dumps(synthesizer))  # noqa: S301 - our own object
+    first = synthesizer.synthesize(images, torch.Generator().manual_seed(0), foreground)
+    second = copy.synthesize(images, torch.Generator().manual_seed(0), foreground)
+    assert torch.equal(first.images, second.images) and first.families == second.families

@@ -66,6 +66,15 @@ from anomalib_promptmad.data.synthetic.spots import spots
 
 __all__ = ["FALLBACK_FAMILY", "TEXTURE_EXTENSIONS", "AnomalySynthesizer", "SynthesisResult", "TextureFolder"]
 
+# Families called as f(images, generator, foreground, threshold=...) with nothing else.
+_PLAIN_FAMILIES: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
+    "spot": spots,
+    "scratch": scratches,
+    "missing_part": missing_part,
+    "color_shift": color_shift,
+    "misplaced_part": misplaced_part,
+}
+
 # Name reported for the last-resort blob of an image whose drawn defects all changed nothing.
 FALLBACK_FAMILY = "fallback_blob"
 
@@ -196,17 +205,6 @@ class AnomalySynthesizer:
         self.jitter = jitter or ColorJitterParams()
         self.change_threshold = change_threshold
         self.attempts = attempts
-        self._methods: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
-            "cutpaste_patch": self._cutpaste_patch,
-            "cutpaste_scar": self._cutpaste_scar,
-            "perlin_texture": self._perlin_blend,
-            "spot": self._simple(spots),
-            "scratch": self._simple(scratches),
-            "missing_part": self._simple(missing_part),
-            "color_shift": self._simple(color_shift),
-            "misplaced_part": self._simple(misplaced_part),
-            "foreign_texture": self._foreign_texture,
-        }
 
     @property
     def families(self) -> list[str]:
@@ -294,7 +292,7 @@ class AnomalySynthesizer:
                             if ok and c == position]
                 if not selected:
                     continue
-                made, made_masks = self._methods[name](context, selected, generator)
+                made, made_masks = self._run_family(name, context, selected, generator)
                 for row, index in enumerate(selected):
                     if bool(made_masks[row].any()):
                         out[index], masks[index], families[index] = made[row], made_masks[row], name
@@ -304,21 +302,32 @@ class AnomalySynthesizer:
         return SynthesisResult(out, masks, families)
 
     # ------------------------------------------------------------------ families
-    def _simple(
+    def _run_family(
         self,
-        family: Callable[..., tuple[torch.Tensor, torch.Tensor]],
-    ) -> Callable[[_Context, list[int], torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
-        """Adapt a family ``f(images, generator, foreground, threshold=...)`` to the selected images."""
+        name: str,
+        context: _Context,
+        selected: list[int],
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Family ``name`` on the images ``selected``: ``(N, 3, H, W)`` images and ``(N, 1, H, W)`` masks.
 
-        def run(context: _Context, selected: list[int], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            return family(
+        Dispatch by name, not through stored bound methods or closures: the synthesizer is pickled into
+        data-loader workers and checkpoints.
+        """
+        if name in _PLAIN_FAMILIES:
+            return _PLAIN_FAMILIES[name](
                 context.images[selected],
                 generator,
                 context.foreground_of(selected),
                 threshold=self.change_threshold,
             )
-
-        return run
+        method = {
+            "cutpaste_patch": self._cutpaste_patch,
+            "cutpaste_scar": self._cutpaste_scar,
+            "perlin_texture": self._perlin_blend,
+            "foreign_texture": self._foreign_texture,
+        }[name]
+        return method(context, selected, generator)
 
     def _cutpaste_patch(
         self,
