@@ -27,7 +27,11 @@ __all__ = ["DEFAULT_CHANGE_THRESHOLD", "changed_pixels", "irregular_blobs", "lab
 DEFAULT_CHANGE_THRESHOLD = 0.04
 
 
-def changed_pixels(before: torch.Tensor, after: torch.Tensor, threshold: float = DEFAULT_CHANGE_THRESHOLD) -> torch.Tensor:
+def changed_pixels(
+    before: torch.Tensor,
+    after: torch.Tensor,
+    threshold: float = DEFAULT_CHANGE_THRESHOLD,
+) -> torch.Tensor:
     """``(N, 1, H, W)`` bool: pixels whose largest channel change exceeds ``threshold``.
 
     Args:
