@@ -43,12 +43,18 @@ from tqdm import tqdm
 from anomalib_promptmad.backbone.feature_cache import BackboneFeatures, FeatureCache
 from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
-from anomalib_promptmad.data.synthetic import AnomalySynthesizer
+from anomalib_promptmad.data.synthetic import (
+    DEFAULT_CHANGE_THRESHOLD,
+    AnomalySynthesizer,
+    category_foregrounds,
+    foreground_batch,
+)
 from anomalib_promptmad.deploy.mixin import DeploymentMixin
 from anomalib_promptmad.fusion_rule import FusionRule, candidate_rules, choose_fusion_rule
 from anomalib_promptmad.losses import PromptMADLoss
 from anomalib_promptmad.matching import greedy_coreset_indices
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
+from anomalib_promptmad.precision import resolve_training_precision, training_autocast
 from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
 from anomalib_promptmad.registration import publish
 from anomalib_promptmad.reliability import (
@@ -135,7 +141,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         dice_weight: Loss weight of the Dice loss.
         focal_alpha: Focal-loss weight of anomalous pixels.
         focal_gamma: Focal-loss focusing parameter.
-        cutpaste_probability: Share of synthetic anomalies made by CutPaste (rest: Perlin + texture).
+        cutpaste_probability: Share of synthetic anomalies made by CutPaste (patch and scar); the other training
+            families share the rest. ``None`` (default) keeps the weights of ``anomaly_families``.
         texture_dir: Folder of texture images (e.g. DTD); ``None`` derives textures from the training images.
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
@@ -158,6 +165,17 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         feature_cache_mb: Memory budget (MB) for the frozen backbone's features of the clean training images,
             reused across epochs (about 0.8 MB per 256 px image with the default backbone); 0 switches the
             cache off. It is also off when the datamodule has training augmentations.
+        anomaly_families: Training defect families and their relative weights (see
+            :mod:`anomalib_promptmad.data.synthetic.families`); ``None`` is ``TRAINING_FAMILIES`` (CutPaste patch
+            and scar, Perlin texture, missing parts; spots and scratches are opt-in). The validation split's default
+            families (colour shifts, misplaced parts, foreign textures) are held out of it.
+        change_threshold: Per-pixel colour change (in [0, 1]) a synthetic-defect pixel needs to be labelled.
+        foreground_placement: Put synthetic defects on each category's object, estimated at fit start from its
+            training images (textures and unreliable estimates: anywhere). See
+            :mod:`anomalib_promptmad.data.synthetic.foreground`.
+        training_precision: ``"fp32"`` (default), ``"bf16"`` (bf16 autocast around the training forward pass) or
+            ``"auto"`` (bf16 on CPUs with AMX/AVX512-BF16 and bf16-capable GPUs, fp32 elsewhere). See
+            :mod:`anomalib_promptmad.precision`.
         pre_processor: Pre-processor (``True``: resize to ``image_size``; normalisation is inside the model).
         post_processor: Post-processor (``True``: :class:`OrderPreservingPostProcessor`).
         evaluator: Evaluator (``True``: image AUROC/AP/F1, pixel AUROC/AP/AUPRO/F1).
@@ -195,7 +213,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         dice_weight: float = 0.5,
         focal_alpha: float = 0.5,
         focal_gamma: float = 2.0,
-        cutpaste_probability: float = 0.5,
+        cutpaste_probability: float | None = None,
         texture_dir: str | None = None,
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-4,
@@ -209,6 +227,10 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         prompt_candidates: int = 1,
         retrieved_prompts: int = 1,
         feature_cache_mb: float = 2048,
+        anomaly_families: dict[str, float] | None = None,
+        change_threshold: float = DEFAULT_CHANGE_THRESHOLD,
+        foreground_placement: bool = True,
+        training_precision: str = "fp32",
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -294,7 +316,17 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             focal_alpha=focal_alpha,
             focal_gamma=focal_gamma,
         )
-        self.synthesizer = AnomalySynthesizer(cutpaste_probability=cutpaste_probability, texture_dir=texture_dir)
+        self.synthesizer = AnomalySynthesizer(
+            cutpaste_probability=cutpaste_probability,
+            texture_dir=texture_dir,
+            families=anomaly_families,
+            change_threshold=change_threshold,
+        )
+        self.foreground_placement = foreground_placement
+        self._foregrounds: list[torch.Tensor | None] | None = None  # per category index, set at fit start
+        resolve_training_precision(training_precision, "cpu")  # validates the setting before any work
+        self.training_precision = training_precision
+        self._training_dtype: torch.dtype | None = None
         self.hparams["backbone_weights_used"] = self.model.backbone.weights_source
         self._needs_calibration = False
         self._run_seed: int | None = None
@@ -483,8 +515,12 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         generator = torch.Generator(device=images.device).manual_seed(torch.initial_seed() % 2**31 + self.global_step)
         # anomaly synthesis is data preparation: full precision also under mixed-precision autocast
         with torch.autocast(device_type=images.device.type, enabled=False):
-            anomalous, masks = self.synthesizer(images.float(), generator)
-        outputs = self.model.training_outputs(images, anomalous, masks, category, self._clean_features(batch))
+            foreground = self._foreground(category, images)
+            anomalous, masks = self.synthesizer(images.float(), generator, foreground, categories=category)
+        with training_autocast(self._training_dtype, images.device.type):
+            outputs = self.model.training_outputs(images, anomalous, masks, category, self._clean_features(batch))
+        # the losses in fp32: bf16 sums over 256 x 256 pixels would lose the small per-pixel terms
+        outputs = {key: value.float() for key, value in outputs.items()}  # type: ignore[assignment]
         pixel_logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
         terms = self.loss(outputs["reconstruction"], outputs["target"], pixel_logits, outputs["mask"])
         # stop before the optimiser step: a NaN must never reach the weights or a checkpoint
@@ -493,8 +529,32 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             self.log(f"train_{name}", value.detach(), on_epoch=True, prog_bar=name == "loss", batch_size=len(images))
         return {"loss": terms["loss"]}
 
+    def _foreground(self, category: torch.Tensor, images: torch.Tensor) -> torch.Tensor | None:
+        """``(B, 1, H, W)`` object masks of the batch's categories for the synthesizer, or ``None``."""
+        if not self._foregrounds:
+            return None
+        estimates = [self._foregrounds[index] for index in category.tolist()]
+        return foreground_batch(estimates, *images.shape[-2:], device=images.device)
+
+    def _estimate_foregrounds(self) -> None:
+        """Per category, the object mask of its training images (``None``: texture or no estimate)."""
+        self._foregrounds = None
+        dataset = getattr(self._datamodule(), "train_data", None)
+        samples = getattr(dataset, "samples", None)
+        if not self.foreground_placement or samples is None or self.categories is None:
+            return
+        if len(self.categories) == 1:
+            category_of = lambda _path: self.categories[0]  # noqa: E731 - any layout for one category
+        else:
+            category_of = category_from_path
+        found = category_foregrounds(list(samples.image_path), category_of)
+        self._foregrounds = [found.get(name) for name in self.categories]
+
     def on_fit_start(self) -> None:
-        """Start an empty feature cache, unless the training images are augmented (then features change)."""
+        """Estimate the object masks and the training precision; start an empty feature cache."""
+        self._estimate_foregrounds()
+        self._training_dtype = resolve_training_precision(self.training_precision, self.device.type)
+        logger.info("PromptMAD training forward pass in %s", self._training_dtype or torch.float32)
         self.feature_cache = None
         if not self.feature_cache_mb:
             return

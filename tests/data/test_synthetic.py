@@ -78,7 +78,7 @@ def test_perlin_rejects_bad_scales() -> None:
 def test_cutpaste_patch_area_aspect_and_exact_mask() -> None:
     """Patches cover 2-15 % of the image with aspect 0.3-3.3; only masked pixels change."""
     images = _images(16, 128)
-    out, masks = cutpaste_patch(images, torch.Generator().manual_seed(0))
+    out, masks = cutpaste_patch(images, torch.Generator().manual_seed(0), threshold=0.0)  # the whole pasted region
     assert out.shape == images.shape and masks.shape == (16, 1, 128, 128)
     assert torch.equal(out * (1 - masks), images * (1 - masks)), "pixels outside the mask changed"
     for mask in masks[:, 0]:
@@ -94,7 +94,7 @@ def test_cutpaste_patch_area_aspect_and_exact_mask() -> None:
 def test_cutpaste_scar_size_rotation_and_exact_mask() -> None:
     """Scars are thin, mostly rotated rectangles; only masked pixels change."""
     images = _images(16, 256)
-    out, masks = cutpaste_scar(images, torch.Generator().manual_seed(0))
+    out, masks = cutpaste_scar(images, torch.Generator().manual_seed(0), threshold=0.0)
     assert torch.equal(out * (1 - masks), images * (1 - masks))
     areas = masks.flatten(1).sum(1)
     assert (areas >= 2 * 10 * 0.7).all() and (areas <= 16 * 25 * 1.3).all()
@@ -107,8 +107,8 @@ def test_cutpaste_scar_size_rotation_and_exact_mask() -> None:
 
 def test_cutpaste_scales_with_image_size() -> None:
     """Scar sizes scale with the image side and never vanish."""
-    _, small = cutpaste_scar(_images(16, 64), torch.Generator().manual_seed(0))
-    _, large = cutpaste_scar(_images(16, 256), torch.Generator().manual_seed(0))
+    _, small = cutpaste_scar(_images(16, 64), torch.Generator().manual_seed(0), threshold=0.0)
+    _, large = cutpaste_scar(_images(16, 256), torch.Generator().manual_seed(0), threshold=0.0)
     assert large.sum() > 8 * small.sum()
     assert (small.flatten(1).sum(1) > 0).all()
 
@@ -148,8 +148,10 @@ def test_synthesizer_determinism_and_no_global_rng() -> None:
 
 
 def test_synthesizer_uses_both_methods() -> None:
-    """Over a batch of 64, both CutPaste (rectangles) and Perlin blending (irregular masks) appear."""
-    _, masks = AnomalySynthesizer()(_images(64, 32), torch.Generator().manual_seed(0))
+    """With CutPaste at 50 % (and threshold 0), both rectangles and irregular Perlin masks appear."""
+    synthesizer = AnomalySynthesizer(cutpaste_probability=0.5, families=["cutpaste_patch", "perlin_texture"],
+                                     change_threshold=0.0)
+    _, masks = synthesizer(_images(64, 32), torch.Generator().manual_seed(0))
     rectangles = 0
     for mask in masks[:, 0].bool():
         rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
@@ -159,7 +161,7 @@ def test_synthesizer_uses_both_methods() -> None:
 
 def test_empty_perlin_masks_fall_back_to_a_blob() -> None:
     """When Perlin masks stay empty, a small blob is used."""
-    synthesizer = AnomalySynthesizer(cutpaste_probability=0.0, perlin_threshold=5.0, perlin_attempts=2)
+    synthesizer = AnomalySynthesizer(families=["perlin_texture"], perlin_threshold=5.0, perlin_attempts=2)
     _, masks = synthesizer(_images(4, 64), torch.Generator().manual_seed(0))
     areas = masks.flatten(1).sum(1)
     assert (areas > 0).all() and (areas < 0.1 * 64 * 64).all()
@@ -168,7 +170,7 @@ def test_empty_perlin_masks_fall_back_to_a_blob() -> None:
 def test_single_image_batch_uses_its_own_texture() -> None:
     """A batch of one image still gets a texture (from itself)."""
     images = _images(1, 64)
-    out, masks = AnomalySynthesizer(cutpaste_probability=0.0)(images, torch.Generator().manual_seed(0))
+    out, masks = AnomalySynthesizer(families=["perlin_texture"])(images, torch.Generator().manual_seed(0))
     assert masks.sum() > 0 and _changed(images, out).sum() > 0
 
 
@@ -183,7 +185,7 @@ def test_texture_dir_versus_self_texture(tmp_path: Path) -> None:
     _write_texture(tmp_path / "dtd" / "dotted" / "deeper" / "b.PNG", (200, 40, 40))
     (tmp_path / "dtd" / "notes.txt").write_text("not an image")
     images = _images(8, 64)
-    kwargs = {"cutpaste_probability": 0.0, "beta_range": (0.0, 0.0)}
+    kwargs = {"families": ["perlin_texture"], "beta_range": (0.0, 0.0), "change_threshold": 0.0}
     from_folder = AnomalySynthesizer(texture_dir=tmp_path / "dtd", **kwargs)
     assert len(from_folder.textures) == 2
     out_folder, masks = from_folder(images, torch.Generator().manual_seed(0))

@@ -3,15 +3,17 @@
 
 """CutPaste anomalies (Li et al., CVPR 2021): "patch" and "scar" variants, batched, in torch.
 
-A rectangle is cut from the image, colour-jittered, optionally rotated, and pasted at another
-location of the same image. The returned mask is exactly the set of pixels that were overwritten,
-so pixels outside the mask are unchanged bit for bit.
+A rectangle is cut from the image, colour-jittered (OneNIP's ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` by
+default), optionally rotated, and pasted at another location of the same image (on the foreground when
+one is given). The returned mask is the set of overwritten pixels whose colour visibly changed
+(``threshold``): background pasted onto background is not a defect. Pixels outside the mask are unchanged
+bit for bit.
 
 Example:
     >>> import torch
     >>> images = torch.rand(2, 3, 64, 64)
     >>> out, masks = cutpaste_patch(images, torch.Generator().manual_seed(0))
-    >>> bool(((out != images).any(1, keepdim=True) <= masks.bool()).all())
+    >>> bool(((out != images).any(1, keepdim=True) == masks.bool()).all())
     True
 """
 
@@ -22,6 +24,8 @@ import math
 import torch
 from torchvision.transforms.v2 import functional as TF  # noqa: N812
 
+from anomalib_promptmad.data.synthetic.placement import DEFAULT_CHANGE_THRESHOLD, label_changes, sample_points
+
 __all__ = ["ColorJitterParams", "cutpaste_patch", "cutpaste_scar", "paste_rectangle"]
 
 # Sizes of CutPaste-scar are defined at this image side and scaled with the real one.
@@ -29,16 +33,19 @@ _SCAR_REFERENCE_SIZE = 256
 
 
 class ColorJitterParams:
-    """Ranges of the colour jitter applied to a cut rectangle (CutPaste uses 0.1 for all four).
+    """Ranges of the colour jitter applied to a cut rectangle.
+
+    The defaults are OneNIP's reference ``ColorJitter(0.4, 0.4, 0.4, 0.1)``; the CutPaste paper used 0.1 for
+    all four, which leaves most pasted patches indistinguishable from what they cover.
 
     Args:
-        brightness (float): Brightness factor drawn from ``[1 - b, 1 + b]``. Defaults to ``0.1``.
-        contrast (float): Contrast factor drawn from ``[1 - c, 1 + c]``. Defaults to ``0.1``.
-        saturation (float): Saturation factor drawn from ``[1 - s, 1 + s]``. Defaults to ``0.1``.
+        brightness (float): Brightness factor drawn from ``[1 - b, 1 + b]``. Defaults to ``0.4``.
+        contrast (float): Contrast factor drawn from ``[1 - c, 1 + c]``. Defaults to ``0.4``.
+        saturation (float): Saturation factor drawn from ``[1 - s, 1 + s]``. Defaults to ``0.4``.
         hue (float): Hue shift drawn from ``[-h, h]`` (fraction of a turn, at most 0.5). Defaults to ``0.1``.
     """
 
-    def __init__(self, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.1):
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1):
         self.brightness = brightness
         self.contrast = contrast
         self.saturation = saturation
@@ -110,6 +117,8 @@ def cutpaste_patch(
     area_range: tuple[float, float] = (0.02, 0.15),
     aspect_range: tuple[float, float] = (0.3, 3.3),
     jitter: ColorJitterParams | None = None,
+    foreground: torch.Tensor | None = None,
+    threshold: float = DEFAULT_CHANGE_THRESHOLD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CutPaste "patch": a rectangle of random area and aspect ratio, jittered, pasted elsewhere.
 
@@ -118,15 +127,20 @@ def cutpaste_patch(
         generator (torch.Generator): Source of all randomness.
         area_range (tuple[float, float]): Patch area as a fraction of the image. Defaults to ``(0.02, 0.15)``.
         aspect_range (tuple[float, float]): Range of ``h / w``, drawn log-uniformly. Defaults to ``(0.3, 3.3)``.
-        jitter (ColorJitterParams | None): Colour jitter of the patch. Defaults to CutPaste's 0.1 for all.
+        jitter (ColorJitterParams | None): Colour jitter of the patch. Defaults to OneNIP's (0.4, 0.4, 0.4, 0.1).
+        foreground (torch.Tensor | None): ``(B, 1, H, W)`` bool: the patch is centred on a foreground pixel and
+            only its part on the foreground is kept. ``None``: anywhere in the image.
+        threshold (float): Per-pixel change that counts as visible (0 labels every changed pixel).
 
     Returns:
-        tuple[torch.Tensor, torch.Tensor]: Images ``(B, 3, H, W)`` and float masks ``(B, 1, H, W)``.
+        tuple[torch.Tensor, torch.Tensor]: Images ``(B, 3, H, W)`` and float masks ``(B, 1, H, W)`` of the
+        visibly changed pixels (empty if the paste changed nothing).
     """
     jitter = jitter or ColorJitterParams()
     _, _, height, width = images.shape
+    centres = sample_points(len(images), height, width, generator, foreground) if foreground is not None else None
     outputs, masks = [], []
-    for image in images:
+    for index, image in enumerate(images):
         u = torch.rand(6, generator=generator, device=generator.device).tolist()
         area = (area_range[0] + (area_range[1] - area_range[0]) * u[0]) * height * width
         log_lo, log_hi = math.log(aspect_range[0]), math.log(aspect_range[1])
@@ -137,11 +151,14 @@ def cutpaste_patch(
         src_left = math.floor(u[3] * (width - patch_w + 1))
         dst_top = math.floor(u[4] * (height - patch_h + 1))
         dst_left = math.floor(u[5] * (width - patch_w + 1))
+        if centres is not None:  # the foreground pixel, moved inwards just enough to keep the patch inside
+            dst_top = min(max(0, round(float(centres[index, 0]) - patch_h / 2)), height - patch_h)
+            dst_left = min(max(0, round(float(centres[index, 1]) - patch_w / 2)), width - patch_w)
         patch = jitter.apply(image[:, src_top : src_top + patch_h, src_left : src_left + patch_w], generator)
         out, mask = paste_rectangle(image, patch, (dst_top + patch_h / 2, dst_left + patch_w / 2))
         outputs.append(out)
         masks.append(mask)
-    return torch.stack(outputs), torch.stack(masks)
+    return label_changes(images, torch.stack(outputs), torch.stack(masks), foreground, threshold)
 
 
 def cutpaste_scar(
@@ -151,6 +168,8 @@ def cutpaste_scar(
     height_range: tuple[float, float] = (10, 25),
     angle_range: tuple[float, float] = (-45.0, 45.0),
     jitter: ColorJitterParams | None = None,
+    foreground: torch.Tensor | None = None,
+    threshold: float = DEFAULT_CHANGE_THRESHOLD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CutPaste "scar": a thin rectangle, jittered, rotated and pasted elsewhere.
 
@@ -161,16 +180,21 @@ def cutpaste_scar(
             the real side). Defaults to ``(2, 16)``.
         height_range (tuple[float, float]): Scar length in pixels at a 256-pixel side. Defaults to ``(10, 25)``.
         angle_range (tuple[float, float]): Rotation range in degrees. Defaults to ``(-45, 45)``.
-        jitter (ColorJitterParams | None): Colour jitter of the scar. Defaults to CutPaste's 0.1 for all.
+        jitter (ColorJitterParams | None): Colour jitter of the scar. Defaults to OneNIP's (0.4, 0.4, 0.4, 0.1).
+        foreground (torch.Tensor | None): ``(B, 1, H, W)`` bool: the scar is centred on a foreground pixel and
+            only its part on the foreground is kept. ``None``: anywhere in the image.
+        threshold (float): Per-pixel change that counts as visible (0 labels every changed pixel).
 
     Returns:
-        tuple[torch.Tensor, torch.Tensor]: Images ``(B, 3, H, W)`` and float masks ``(B, 1, H, W)``.
+        tuple[torch.Tensor, torch.Tensor]: Images ``(B, 3, H, W)`` and float masks ``(B, 1, H, W)`` of the
+        visibly changed pixels (empty if the paste changed nothing).
     """
     jitter = jitter or ColorJitterParams()
     _, _, height, width = images.shape
     scale = min(height, width) / _SCAR_REFERENCE_SIZE
+    centres = sample_points(len(images), height, width, generator, foreground) if foreground is not None else None
     outputs, masks = [], []
-    for image in images:
+    for index, image in enumerate(images):
         u = torch.rand(7, generator=generator, device=generator.device).tolist()
         scar_w = min(width, max(1, round(scale * (width_range[0] + (width_range[1] - width_range[0]) * u[0]))))
         scar_h = min(height, max(1, round(scale * (height_range[0] + (height_range[1] - height_range[0]) * u[1]))))
@@ -184,7 +208,10 @@ def cutpaste_scar(
         half_x = (abs(scar_w * math.cos(theta)) + abs(scar_h * math.sin(theta))) / 2
         cy = half_y + u[5] * max(0.0, height - 2 * half_y)
         cx = half_x + u[6] * max(0.0, width - 2 * half_x)
+        if centres is not None:  # on the foreground pixel, moved inwards to keep the scar inside
+            cy = min(max(half_y, float(centres[index, 0])), max(half_y, height - half_y))
+            cx = min(max(half_x, float(centres[index, 1])), max(half_x, width - half_x))
         out, mask = paste_rectangle(image, patch, (cy, cx), angle)
         outputs.append(out)
         masks.append(mask)
-    return torch.stack(outputs), torch.stack(masks)
+    return label_changes(images, torch.stack(outputs), torch.stack(masks), foreground, threshold)

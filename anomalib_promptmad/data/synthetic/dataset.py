@@ -10,21 +10,31 @@ as a normal sample and once with an anomaly synthesised on the fly by
 :class:`~anomalib_promptmad.data.synthetic.AnomalySynthesizer`. Each anomaly is seeded from the image's
 path and the dataset seed, so it is identical in every epoch, every worker and every run; nothing is
 written to disk and every category keeps its share.
+
+By default its anomalies come only from the families held out of training
+(:data:`~anomalib_promptmad.data.synthetic.families.VALIDATION_FAMILIES`: colour shifts, misplaced parts,
+textures of other categories), placed on each category's foreground estimated from the source's normal
+images, so validation scores measure how the model does on defect kinds it never trained on.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn.functional as F  # noqa: N812
 from anomalib.data.dataclasses import ImageItem
 from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.utils import LabelName, read_image
 from torchvision import tv_tensors
 
-from anomalib_promptmad.data.synthetic.synthesizer import AnomalySynthesizer
+from anomalib_promptmad.data.category import category_from_path
+from anomalib_promptmad.data.synthetic.families import VALIDATION_FAMILIES
+from anomalib_promptmad.data.synthetic.foreground import category_foregrounds, foreground_batch
+from anomalib_promptmad.data.synthetic.synthesizer import AnomalySynthesizer, SynthesisResult
 
 __all__ = ["SYNTHETIC_LABEL", "SyntheticAnomalyDataset"]
 
@@ -39,9 +49,13 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         source (AnomalibDataset): Dataset whose normal samples are used; anomalous ones are ignored.
             Its augmentations are reused (applied after synthesis, jointly to image and mask).
         seed (int): Seed of the anomalies. Defaults to ``0``.
-        synthesizer (AnomalySynthesizer | None): Anomaly generator. Defaults to ``AnomalySynthesizer()``
-            (CutPaste or Perlin blending with textures derived from the image itself).
+        synthesizer (AnomalySynthesizer | None): Anomaly generator. Defaults to one drawing ``families``.
         name (str | None): Dataset name. Defaults to the source's name.
+        families (Mapping[str, float] | Sequence[str] | None): Families of the default synthesizer (ignored
+            when ``synthesizer`` is given). Defaults to ``None``: the held-out
+            :data:`~anomalib_promptmad.data.synthetic.families.VALIDATION_FAMILIES`.
+        foreground (bool): Place anomalies on each category's foreground, estimated from the source's normal
+            images (textures: anywhere). Defaults to ``True``.
 
     Raises:
         ValueError: If ``source`` has no normal sample.
@@ -59,10 +73,14 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         seed: int = 0,
         synthesizer: AnomalySynthesizer | None = None,
         name: str | None = None,
+        families: Mapping[str, float] | Sequence[str] | None = None,
+        foreground: bool = True,
     ) -> None:
         super().__init__(augmentations=source.augmentations)
         self.seed = seed
-        self.synthesizer = synthesizer or AnomalySynthesizer()
+        self.synthesizer = synthesizer or AnomalySynthesizer(
+            families=VALIDATION_FAMILIES if families is None else families,
+        )
         self._name = name or source.name
         normal = source.samples[source.samples.label_index == LabelName.NORMAL]
         if normal.empty:
@@ -73,6 +91,8 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         samples = pd.concat([normal, anomalous], ignore_index=True)
         samples.attrs["task"] = "segmentation"
         self.samples = samples
+        self._categories = [self._category_of(path) for path in normal.image_path]
+        self.foregrounds = category_foregrounds(normal.image_path, self._category_of) if foreground else {}
 
     @property
     def name(self) -> str:
@@ -88,16 +108,40 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         key = "/".join(Path(image_path).parts[-4:])
         return zlib.crc32(f"{self.seed}:{key}".encode())
 
+    def _category_of(self, image_path: str) -> str:
+        try:
+            return category_from_path(image_path)
+        except ValueError:  # not an MVTec-style path: one category
+            return self._name
+
+    def anomaly(self, index: int) -> SynthesisResult:
+        """The synthetic anomaly of sample ``index`` (an anomalous one), before augmentation, with its family.
+
+        The foreign-texture donor is a normal image of another category, chosen from the item's seed.
+        """
+        row = self.samples.iloc[index]
+        image = read_image(row.image_path, as_tensor=True).unsqueeze(0)
+        seed = self.item_seed(row.image_path)
+        category = self._category_of(row.image_path)
+        others = [i for i, name in enumerate(self._categories) if name != category]
+        donors = None
+        if others:
+            donor = read_image(self.samples.iloc[others[seed % len(others)]].image_path, as_tensor=True)
+            if donor.shape[-2:] != image.shape[-2:]:
+                donor = F.interpolate(donor[None], size=image.shape[-2:], mode="bilinear", antialias=True)[0]
+            donors = donor.unsqueeze(0).clamp(0.0, 1.0)
+        foreground = foreground_batch([self.foregrounds.get(category)], *image.shape[-2:])
+        return self.synthesizer.synthesize(image, torch.Generator().manual_seed(seed), foreground, donors=donors)
+
     def __getitem__(self, index: int) -> ImageItem:
         """Sample ``index``: the normal image, or its synthetic anomaly with the exact mask."""
         row = self.samples.iloc[index]
-        image = read_image(row.image_path, as_tensor=True)
         if row.label_index == LabelName.ABNORMAL:
-            generator = torch.Generator().manual_seed(self.item_seed(row.image_path))
-            anomalous, mask = self.synthesizer(image.unsqueeze(0), generator)
-            image = tv_tensors.Image(anomalous[0])
-            gt_mask = tv_tensors.Mask(mask[0, 0].to(torch.uint8))
+            result = self.anomaly(index)
+            image = tv_tensors.Image(result.images[0])
+            gt_mask = tv_tensors.Mask(result.masks[0, 0].to(torch.uint8))
         else:
+            image = read_image(row.image_path, as_tensor=True)
             gt_mask = tv_tensors.Mask(torch.zeros(image.shape[-2:], dtype=torch.uint8))
         if self.augmentations:
             image, gt_mask = self.augmentations(image, gt_mask)
