@@ -20,8 +20,10 @@ COUNTS = {"bottle": (209, 20, 63), "pill": (267, 26, 141)}
 
 @pytest.fixture(scope="module")
 def real_datamodule(real_mvtec_root: Path) -> MultiClassMVTecAD:
-    """Both real categories, default splits."""
-    datamodule = MultiClassMVTecAD(root=real_mvtec_root, categories="all", num_workers=0, eval_batch_size=16)
+    """Bottle and pill, default splits."""
+    datamodule = MultiClassMVTecAD(
+        root=real_mvtec_root, categories=["bottle", "pill"], num_workers=0, eval_batch_size=16
+    )
     datamodule.setup()
     return datamodule
 
@@ -29,7 +31,9 @@ def real_datamodule(real_mvtec_root: Path) -> MultiClassMVTecAD:
 def test_sample_counts_per_split(real_datamodule: MultiClassMVTecAD) -> None:
     """Per-category counts of the real data in every split."""
     datamodule = real_datamodule
-    assert datamodule.categories == ["bottle", "pill"]  # license.txt / readme.txt are not categories
+    assert datamodule.categories == ["bottle", "pill"]
+    # license.txt / readme.txt are not categories
+    assert set(MultiClassMVTecAD(root=datamodule.root, categories="all").categories) >= {"bottle", "pill"}
     train, val, test = (d.samples for d in (datamodule.train_data, datamodule.val_data, datamodule.test_data))
     for category, (n_train, n_good, n_defect) in COUNTS.items():
         held_out = round(0.1 * n_train)  # bottle 21, pill 27
@@ -62,3 +66,15 @@ def test_folder_matches_mvtec_on_real_data(real_datamodule: MultiClassMVTecAD, r
     ours, theirs = folder.test_data.samples, real_datamodule.test_data.samples
     assert list(ours.image_path) == list(theirs.image_path)
     assert list(ours.mask_path.fillna("")) == list(theirs.mask_path.fillna(""))
+
+
+def test_categories_from_the_two_shared_roots(real_mvtec_root: Path) -> None:
+    """MVTec AD's bottle and MVTec 3D-AD's tire (RGB) in one unified datamodule, as the benchmark uses them."""
+    tire_root = real_mvtec_root.parent / "mvtec_3d_ad_rgb_256"
+    if not (tire_root / "tire" / "train").is_dir():
+        pytest.skip(f"MVTec 3D-AD tire not found at {tire_root}")
+    datamodule = MultiClassMVTecAD(root=[real_mvtec_root, tire_root], categories=["bottle", "tire"], num_workers=0)
+    assert datamodule.category_roots == {"bottle": real_mvtec_root, "tire": tire_root}
+    datamodule.setup()
+    assert set(datamodule.test_data.samples.category) == {"bottle", "tire"}
+    assert {datamodule.category_of(path) for path in datamodule.test_data.samples.image_path} == {"bottle", "tire"}

@@ -139,7 +139,8 @@ def test_same_image_gives_the_same_map_whatever_the_batch(trained, test_images) 
     second = _maps(trained.model, mixed)[4:].flip(0)
     torch.testing.assert_close(second, first, rtol=0, atol=1e-6)
     single = torch.cat([_maps(trained.model, image[None]) for image in images[:4]])
-    torch.testing.assert_close(single, first, rtol=0, atol=1e-6)
+    # the matching search's matrix products are blocked differently for other batch sizes: float rounding only
+    torch.testing.assert_close(single, first, rtol=0, atol=1e-5)
 
 
 def test_image_size_must_be_a_multiple_of_16() -> None:
