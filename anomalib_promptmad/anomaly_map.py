@@ -105,8 +105,12 @@ class AnomalyMapGenerator(nn.Module):
         probability = torch.sigmoid(self.upsample(pixel_logits, image_size))
         matched = None
         if matching is not None and matching_scale is not None:
-            matched = self.matching_blur(self.upsample(matching, image_size)) / matching_scale.view(-1, 1, 1, 1)
+            matched = self.smoothed_matching(matching, image_size) / matching_scale.view(-1, 1, 1, 1)
         return scaled, probability, matched
+
+    def smoothed_matching(self, matching: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """Unscaled ``M`` at the image size: upsampled, then Gaussian-smoothed (its scale is measured on this)."""
+        return self.matching_blur(self.upsample(matching, image_size))
 
     def forward(
         self,

@@ -670,11 +670,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         for batch in tqdm(loader, desc="PromptMAD calibration (prototypes)", leave=False, disable=None):
             images = self._network_input(batch.image)
             category = self.category_indices(batch.image_path)
-            _, features = self.model.extract(images)
+            levels, features = self.model.extract(images)
             descriptors.append(self.model.descriptor(features))
             labels.append(category)
             if self.model.uses_prompt_matching:
-                embedding = self.model.matching_embedding(images).permute(0, 2, 3, 1).flatten(1, 2).cpu()
+                embedding = self.model.matching_embedding(levels).permute(0, 2, 3, 1).flatten(1, 2).cpu()
                 for rows, label in zip(embedding, category.tolist(), strict=True):
                     patches.setdefault(label, []).append(rows)
             for image, label in zip(images, category.tolist(), strict=True):

@@ -476,14 +476,16 @@ class PromptMADModel(DynamicBufferMixin):
             return None
         return self.patch_bank(self.patch_embedding(levels), category)
 
-    def matching_embedding(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H/s, W/s)`` patch embeddings the matching banks are built from (prompt matching only)."""
+    def matching_embedding(self, levels: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``(B, C, H/s, W/s)`` patch embeddings the matching banks are built from (prompt matching only).
+
+        Args:
+            levels: The backbone maps of :meth:`extract`, so that calibration runs the backbone once per batch.
+        """
         if self.patch_embedding is None:
             msg = "this network was built with use_prompt_matching=False"
             raise RuntimeError(msg)
-        with torch.no_grad():
-            levels = self.backbone((images - self.pixel_mean) / self.pixel_std)
-            return self.patch_embedding(levels)
+        return self.patch_embedding(levels)
 
     @torch.no_grad()
     def distance_quantile(self, images: torch.Tensor, quantile: float) -> torch.Tensor:
@@ -508,7 +510,7 @@ class PromptMADModel(DynamicBufferMixin):
         if matching is None:
             msg = "this network was built with use_prompt_matching=False"
             raise RuntimeError(msg)
-        smoothed = self.anomaly_map.matching_blur(self.anomaly_map.upsample(matching, images.shape[-2:]))
+        smoothed = self.anomaly_map.smoothed_matching(matching, (images.shape[-2], images.shape[-1]))
         return torch.quantile(smoothed.flatten(1), quantile, dim=1)
 
     # ------------------------------------------------------------------ training

@@ -48,7 +48,7 @@ def _measure(mode: str, image_size: int, repeats: int, threads: int, layers: int
     model.set_prompt_images(torch.rand(categories, 3, image_size, image_size))
     model.set_map_scale(torch.ones(categories))
     if model.uses_prompt_matching:
-        channels = model.matching_embedding(torch.rand(1, 3, image_size, image_size)).shape[1]
+        channels = model.patch_embedding.out_channels
         model.set_matching_banks([torch.randn(BANK_PATCHES, channels) for _ in range(categories)])
         model.set_matching_scale(torch.ones(categories))
     model.set_fusion_rules([FusionRule()] * categories)
