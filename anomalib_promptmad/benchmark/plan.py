@@ -10,7 +10,8 @@ One job = one model trained and tested once:
 
 Planning resolves every model's exact arguments (:func:`~anomalib_promptmad.benchmark.models.resolve_model`),
 checks each dataset root and its categories, and generates demo datasets that do not exist yet, so a bad
-config fails in seconds, not after the first hour of training.
+config fails in seconds, not after the first hour of training. A dataset with several roots is one dataset:
+its categories are looked up in every root (each must live in exactly one), and its jobs carry the list.
 """
 
 from __future__ import annotations
@@ -31,11 +32,21 @@ DATAMODULE_DEFAULTS: dict[str, Any] = {"train_batch_size": 8, "eval_batch_size":
 
 @dataclass(frozen=True)
 class PreparedDataset:
-    """A dataset ready for jobs: absolute root and the checked, sorted categories."""
+    """A dataset ready for jobs: absolute roots (one or more) and the checked, sorted categories."""
 
     spec: DatasetSpec
-    root: Path
+    roots: tuple[Path, ...]
     categories: tuple[str, ...]
+
+    @property
+    def root(self) -> Path:
+        """The first root (the only one of a single-root or demo dataset)."""
+        return self.roots[0]
+
+    @property
+    def job_root(self) -> str | list[str]:
+        """The roots as a job states them: a string for one root (as before multi-root datasets), else a list."""
+        return str(self.roots[0]) if len(self.roots) == 1 else [str(root) for root in self.roots]
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,8 @@ class JobSpec:
         id: Folder name of the job (``<dataset>__<setting>__<model>[__<category>]``).
         dataset: Dataset label.
         dataset_type: ``mvtec`` or ``demo``.
-        root: Absolute dataset root.
+        root: Absolute dataset root; for a dataset with several roots, the list of them (a single root stays
+            a string, so that jobs of single-root datasets keep their settings and their finished results).
         categories: Categories trained and tested.
         setting: ``unified`` or ``per_class``.
         model: Model label.
@@ -63,7 +75,7 @@ class JobSpec:
     id: str
     dataset: str
     dataset_type: str
-    root: str
+    root: str | list[str]
     categories: list[str]
     setting: str
     model: str
@@ -96,13 +108,16 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path, gener
         The prepared dataset.
 
     Raises:
-        BenchmarkConfigError: Missing root, unknown categories, bad generator arguments.
+        BenchmarkConfigError: Missing root (the message names the key and the root), unknown categories, a
+            category found under two roots, bad generator arguments.
     """
     from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
 
     spec = config.datasets[index]
     key = f"datasets[{index}]"
-    root = (spec.root if spec.root is not None else output_dir / "data" / spec.name).expanduser().resolve()
+    if len(spec.roots) > 1:
+        return _prepare_roots(config, index)
+    root = (spec.roots[0] if spec.roots else output_dir / "data" / spec.name).expanduser().resolve()
     if spec.type == "demo" and not root.exists():
         from anomalib_promptmad.data.demo import generate_demo_dataset
 
@@ -110,21 +125,46 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path, gener
         if spec.categories != "all":
             arguments.setdefault("categories", list(spec.categories))
         if not generate:
-            return PreparedDataset(spec=spec, root=root, categories=_demo_categories(config, key, arguments))
+            return PreparedDataset(spec=spec, roots=(root,), categories=_demo_categories(config, key, arguments))
         try:
             generate_demo_dataset(root, **arguments)
         except (TypeError, ValueError) as error:
             raise config.error(f"{key}.generate", f"cannot generate the demo dataset: {error}") from error
     elif not root.is_dir():
-        where = (
-            f" (relative paths start at {Path.cwd()})" if spec.root is not None and not spec.root.is_absolute() else ""
-        )
-        raise config.error(f"{key}.root", f"dataset folder '{spec.root}' does not exist{where}")
+        raise config.error(f"{key}.root", _missing_root(spec.roots[0] if spec.roots else root))
     try:
         categories = MultiClassMVTecAD(root=root, categories=_categories_argument(spec)).categories
     except (FileNotFoundError, ValueError) as error:
         raise config.error(f"{key}.categories", str(error)) from error
-    return PreparedDataset(spec=spec, root=root, categories=tuple(categories))
+    return PreparedDataset(spec=spec, roots=(root,), categories=tuple(categories))
+
+
+def _prepare_roots(config: BenchmarkConfig, index: int) -> PreparedDataset:
+    """Check a dataset with several roots: each root exists, each category lives in exactly one of them."""
+    from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
+
+    spec = config.datasets[index]
+    key = f"datasets[{index}].root"
+    roots = tuple(path.expanduser().resolve() for path in spec.roots)
+    for position, (given, root) in enumerate(zip(spec.roots, roots, strict=True)):
+        if not root.is_dir():
+            raise config.error(f"{key}[{position}]", _missing_root(given))
+        if root in roots[:position]:
+            # two spellings of one folder: every category would be found twice
+            first = roots.index(root)
+            raise config.error(f"{key}[{position}]", f"'{given}' is the same folder as {key}[{first}]")
+    try:
+        datamodule = MultiClassMVTecAD(root=list(roots), categories=_categories_argument(spec))
+    except (FileNotFoundError, ValueError) as error:
+        # a category under two roots is a problem of the roots; an unknown one, of the category list
+        where = key if "more than one root" in str(error) else f"datasets[{index}].categories"
+        raise config.error(where, str(error)) from error
+    return PreparedDataset(spec=spec, roots=roots, categories=tuple(datamodule.categories))
+
+
+def _missing_root(given: Path) -> str:
+    where = f" (relative paths start at {Path.cwd()})" if not given.is_absolute() else ""
+    return f"dataset folder '{given}' does not exist{where}"
 
 
 def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = True) -> list[JobSpec]:
@@ -159,7 +199,7 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
                             id="__".join(_safe(part) for part in parts),
                             dataset=dataset.spec.name,
                             dataset_type=dataset.spec.type,
-                            root=str(dataset.root),
+                            root=dataset.job_root,
                             categories=categories,
                             setting=setting,
                             model=model.name,

@@ -9,7 +9,8 @@ atomically. One row per (dataset, setting, model, category), plus a ``mean`` row
 setting, model): the mean over categories of each quality metric. Cost columns of a category row are
 those of the job that produced it (in the unified setting one job serves every category); in the
 ``mean`` row of the per-class setting, ``fit_s`` is the sum over the categories' jobs, throughput the
-mean and peak memory the maximum.
+mean and peak memory the maximum. ``results.md`` names each dataset's root, or roots when its categories
+come from several folders.
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ def _markdown(
             f"{environment.get('torch_threads')} torch threads, GPU: {environment.get('cuda') or 'none'}; {versions}."
         )
     lines.append("")
+    lines += _dataset_lines(outcomes)
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         lines += [f"## Failed jobs ({len(failed)} of {len(outcomes)})", ""]
@@ -282,6 +284,23 @@ def _markdown(
         lines += [f"![{figure.stem}]({figure.relative_to(output_dir).as_posix()})" for figure in figures]
         lines.append("")
     return "\n".join(lines)
+
+
+def _root_text(root: str | Sequence[str]) -> str:
+    """A job's dataset root(s) for the report: one path, or several joined with ``" + "``."""
+    return root if isinstance(root, str) else " + ".join(root)
+
+
+def _dataset_lines(outcomes: Sequence[JobOutcome]) -> list[str]:
+    """One line per dataset: its root (or roots) and categories, as its jobs were planned."""
+    lines = []
+    for name in dict.fromkeys(outcome.spec.dataset for outcome in outcomes):
+        specs = [outcome.spec for outcome in outcomes if outcome.spec.dataset == name]
+        root = specs[0].root
+        label = "root" if isinstance(root, str) else f"{len(root)} roots"
+        categories = sorted({category for spec in specs for category in spec.categories})
+        lines.append(f"- Dataset `{name}`: {label} `{_root_text(root)}`; categories {', '.join(categories)}.")
+    return [*lines, ""] if lines else []
 
 
 def _quality_table(block: list[dict[str, Any]]) -> list[str]:

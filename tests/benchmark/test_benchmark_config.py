@@ -138,6 +138,135 @@ def test_plan_resolves_shared_backbone_and_settings(tmp_path: Path) -> None:
     assert jobs[2].categories == ["disc"] and jobs[0].categories == ["disc", "fabric"]
 
 
+@pytest.fixture(scope="module")
+def two_roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two tiny MVTec-layout roots: disc in the first, fabric in the second."""
+    from anomalib_promptmad.data.demo import generate_demo_dataset
+
+    folder = tmp_path_factory.mktemp("roots")
+    sizes = {"image_size": 32, "n_train": 2, "n_test_good": 1, "n_test_defect": 1}
+    first = generate_demo_dataset(folder / "first", categories=["disc"], **sizes)
+    second = generate_demo_dataset(folder / "second", categories=["fabric"], **sizes)
+    return first, second
+
+
+def _two_root_config(roots: list[Any], categories: Any = "all") -> dict[str, Any]:
+    data = _minimal()
+    data["datasets"] = [{"name": "both", "type": "mvtec", "root": [str(r) for r in roots], "categories": categories}]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("root", "key", "problem"),
+    [
+        ([], "datasets[0].root", "needs at least one folder"),
+        (["a", 3], "datasets[0].root[1]", "expected a non-empty string"),
+        (["a", "b", "a"], "datasets[0].root[2]", "'a' is listed twice"),
+        ({"a": 1}, "datasets[0].root", "expected a non-empty string"),
+    ],
+)
+def test_bad_root_lists_are_named_with_the_file(tmp_path: Path, root: Any, key: str, problem: str) -> None:
+    """A dataset's root list is checked item by item, naming the file and the key."""
+    data = _minimal()
+    data["datasets"][0].update(type="mvtec", root=root, generate={})
+    path = _write(tmp_path, data)
+    with pytest.raises(BenchmarkConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert problem in str(caught.value)
+
+
+def test_root_list_reads_as_tuple_and_one_item_as_that_root(tmp_path: Path) -> None:
+    """Several roots stay a tuple; a list of one is that root (its jobs keep single-root settings)."""
+    data = _two_root_config(["x/a", "x/b"])
+    assert parse_config(data).datasets[0].root == (Path("x/a"), Path("x/b"))
+    assert parse_config(data).datasets[0].roots == (Path("x/a"), Path("x/b"))
+    data["datasets"][0]["root"] = ["x/a"]
+    assert parse_config(data).datasets[0].root == Path("x/a")
+    demo = _minimal()
+    demo["datasets"][0]["root"] = ["x/a", "x/b"]
+    path = _write(tmp_path, demo)
+    with pytest.raises(BenchmarkConfigError, match=r"datasets\[0\]\.root: a demo dataset has one root"):
+        load_config(path)
+
+
+def test_plan_with_two_roots_resolves_categories_across_them(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """One dataset from two roots: categories from both, every job carries the list of absolute roots."""
+    jobs = plan_jobs(parse_config(_two_root_config(list(two_roots)), source="inline"), tmp_path / "run")
+    assert [job.id for job in jobs] == [
+        "both__unified__Padim",
+        "both__per_class__Padim__disc",
+        "both__per_class__Padim__fabric",
+    ]
+    expected = [str(root.resolve()) for root in two_roots]
+    assert all(job.root == expected and job.to_dict()["root"] == expected for job in jobs)
+    assert jobs[0].categories == ["disc", "fabric"]
+
+
+def test_single_root_jobs_keep_their_settings(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """A single root (also a list of one) is still a string in the job's settings, so finished jobs resume."""
+    for root in (str(two_roots[0]), [str(two_roots[0])]):
+        data = _minimal()
+        data["datasets"] = [{"name": "one", "type": "mvtec", "root": root}]
+        job = plan_jobs(parse_config(data), tmp_path / "run")[0].to_dict()
+        assert job["root"] == str(two_roots[0].resolve())
+        # the keys of job.json before multi-root datasets: a new key would make every finished job rerun
+        assert list(job) == [
+            "id",
+            "dataset",
+            "dataset_type",
+            "root",
+            "categories",
+            "setting",
+            "model",
+            "model_settings",
+            "datamodule",
+            "seed",
+            "accelerator",
+            "threads",
+            "speed",
+            "figure",
+            "keep_checkpoints",
+            "extra",
+        ]
+        assert job["extra"] == {}
+
+
+def test_report_names_every_root_of_a_dataset(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """results.md says where a dataset's categories came from: both roots of a two-root dataset."""
+    from anomalib_promptmad.benchmark.report import write_report
+    from anomalib_promptmad.benchmark.runner import JobOutcome
+
+    config = parse_config(_two_root_config(list(two_roots)), source="inline")
+    jobs = plan_jobs(config, tmp_path / "run")
+    outcomes = [JobOutcome(job, "failed", 0.0, tmp_path / "run" / "jobs" / job.id, error="boom") for job in jobs]
+    markdown = write_report(tmp_path / "run", config, outcomes).markdown.read_text(encoding="utf-8")
+    first, second = (root.resolve() for root in two_roots)
+    assert f"- Dataset `both`: 2 roots `{first} + {second}`; categories disc, fabric." in markdown
+
+
+def test_two_root_errors_name_the_key_and_the_root(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """A missing root, a category under two roots and an unknown category: errors naming the key, before any job."""
+    first, second = two_roots
+    duplicate = tmp_path / "duplicate"  # a third root that holds disc again
+    duplicate.mkdir()
+    (duplicate / "disc").symlink_to(first / "disc", target_is_directory=True)
+    absent = tmp_path / "absent"
+    cases = [
+        ([first, absent], "all", "datasets[0].root[1]", f"dataset folder '{absent}' does not exist"),
+        ([first, second, duplicate], "all", "datasets[0].root", "found under more than one root"),
+        ([first, second], ["disc", "cable"], "datasets[0].categories", "'cable'"),
+        ([first, second, first / "disc" / ".."], "all", "datasets[0].root[2]", "same folder as datasets[0].root[0]"),
+    ]
+    for roots, categories, key, problem in cases:
+        path = _write(tmp_path, _two_root_config(roots, categories))
+        with pytest.raises(BenchmarkConfigError) as caught:
+            plan_jobs(load_config(path), tmp_path / "run")
+        assert str(caught.value).startswith(f"{path}: {key}: "), str(caught.value)
+        assert problem in str(caught.value)
+    assert not (tmp_path / "run").exists()
+
+
 def _result(job_id: str, setting: str, metrics: dict[str, float], fit_s: float, memory: float) -> dict[str, Any]:
     full = {name: value for name, value in metrics.items()}
     categories = ["disc", "fabric"] if setting == "unified" else [job_id.rsplit("__", 1)[1]]
