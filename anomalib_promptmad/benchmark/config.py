@@ -27,6 +27,8 @@ Example file::
     models:
       - {name: PromptMAD, class_path: PromptMAD, config: configs/promptmad_cpu.yaml}
       - {name: Padim, class_path: Padim}
+      - {name: Patchcore, class_path: Patchcore}   # anomalib's coreset ratio 0.1
+    exact_fast_coreset: true   # the default: Patchcore's coreset with the exact fast greedy selection
 """
 
 from __future__ import annotations
@@ -157,6 +159,11 @@ class BenchmarkConfig:
         threads: torch threads per job (``None``: torch's default, or ``OMP_NUM_THREADS``).
         job_timeout_s: A job running longer is killed and reported as failed (``None``: no limit).
         keep_checkpoints: Keep each job's anomalib working folder (checkpoints) after it succeeded.
+        exact_fast_coreset: Patchcore jobs select their memory-bank coreset with
+            :func:`~anomalib_promptmad.matching.greedy_coreset_indices`: the indices of anomalib's
+            ``KCenterGreedy``, in minutes instead of hours on a CPU (see
+            :mod:`~anomalib_promptmad.benchmark.coreset`). Stated in those jobs' settings. ``False``: anomalib's
+            own selection, and those jobs' settings are as before this option existed.
         speed: Throughput measurement.
         figure: Anomaly-map figure.
         source: The file the config was read from, if any (used in error messages).
@@ -172,6 +179,7 @@ class BenchmarkConfig:
     threads: int | None = None
     job_timeout_s: float | None = None
     keep_checkpoints: bool = False
+    exact_fast_coreset: bool = True
     speed: SpeedSpec = field(default_factory=SpeedSpec)
     figure: FigureSpec = field(default_factory=FigureSpec)
     source: Path | None = None
@@ -234,6 +242,7 @@ def parse_config(data: Any, source: str | Path | None = None) -> BenchmarkConfig
             "threads",
             "job_timeout_s",
             "keep_checkpoints",
+            "exact_fast_coreset",
             "speed",
             "figure",
         },
@@ -268,6 +277,7 @@ def parse_config(data: Any, source: str | Path | None = None) -> BenchmarkConfig
         threads=reader.optional_positive_int(root.get("threads"), "threads"),
         job_timeout_s=reader.optional_positive_float(root.get("job_timeout_s"), "job_timeout_s"),
         keep_checkpoints=reader.boolean(root.get("keep_checkpoints", False), "keep_checkpoints"),
+        exact_fast_coreset=reader.boolean(root.get("exact_fast_coreset", True), "exact_fast_coreset"),
         speed=_speed(reader, root.get("speed", {}), "speed"),
         figure=_figure(reader, root.get("figure", {}), "figure"),
         source=Path(source) if source is not None else None,

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, DatasetSpec
-from anomalib_promptmad.benchmark.models import resolve_model
+from anomalib_promptmad.benchmark.coreset import CORESET_SELECTION
+from anomalib_promptmad.benchmark.models import resolve_model, selects_coreset
 
 __all__ = ["DATAMODULE_DEFAULTS", "JobSpec", "PreparedDataset", "plan_jobs", "prepare_dataset"]
 
@@ -70,6 +71,9 @@ class JobSpec:
         speed: Throughput measurement settings.
         figure: Anomaly-map sample settings.
         keep_checkpoints: Keep anomalib's working folder after success.
+        extra: Settings that only some jobs have, kept out of the other fields so that adding one does not
+            change (and rerun) the jobs it does not concern: ``coreset_selection: exact_fast`` for Patchcore
+            when the config's ``exact_fast_coreset`` is on (:mod:`~anomalib_promptmad.benchmark.coreset`).
     """
 
     id: str
@@ -187,8 +191,9 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
     for dataset in datasets:
         demo_root = dataset.root if dataset.spec.type == "demo" else None
         resolved = [resolve_model(model, config, index, demo_root) for index, model in enumerate(config.models)]
+        extras = [_extra(config, model.class_path) for model in resolved]
         for setting in config.settings:
-            for model, model_settings in zip(config.models, resolved, strict=True):
+            for model, model_settings, extra in zip(config.models, resolved, extras, strict=True):
                 if model.settings is not None and setting not in model.settings:
                     continue
                 groups = [list(dataset.categories)] if setting == "unified" else [[c] for c in dataset.categories]
@@ -211,6 +216,7 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
                             speed=asdict(config.speed),
                             figure=asdict(config.figure),
                             keep_checkpoints=config.keep_checkpoints,
+                            extra=dict(extra),
                         )
                     )
     ids = [job.id for job in jobs]
@@ -218,6 +224,13 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
     if clashes:
         raise config.error("models", f"model/dataset names give clashing job folders {clashes}; rename them")
     return jobs
+
+
+def _extra(config: BenchmarkConfig, class_path: str) -> dict[str, Any]:
+    """The job settings only some models have (see :attr:`JobSpec.extra`)."""
+    if config.exact_fast_coreset and selects_coreset(class_path):
+        return {"coreset_selection": CORESET_SELECTION}
+    return {}
 
 
 def _demo_categories(config: BenchmarkConfig, key: str, arguments: dict[str, Any]) -> tuple[str, ...]:

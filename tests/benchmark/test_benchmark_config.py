@@ -55,6 +55,7 @@ def _minimal(root: Path | None = None) -> dict[str, Any]:
         (lambda d: d["datasets"][0].update(type="visa"), "datasets[0].type", "unknown dataset type"),
         (lambda d: d.update(image_size=[64]), "image_size", "[height, width]"),
         (lambda d: d["models"][0].update(settings=["per_class", "x"]), "models[0].settings", "subset"),
+        (lambda d: d.update(exact_fast_coreset="yes"), "exact_fast_coreset", "expected true or false"),
     ],
 )
 def test_bad_keys_are_named_with_the_file(tmp_path: Path, change: Any, key: str, problem: str) -> None:
@@ -109,6 +110,7 @@ def test_shipped_configs_parse() -> None:
     assert real.datasets[0].root == Path("../shared/data/mvtec_ad_256")
     patchcore = next(m for m in real.models if m.name == "Patchcore")
     assert patchcore.init_args["coreset_sampling_ratio"] == 0.01
+    assert real.exact_fast_coreset is False  # its finished Patchcore jobs keep their settings (issue 13)
     load_config(CONFIGS / "demo_tiny.yaml")
     ablations = load_config(CONFIGS / "ablations_bottle_pill.yaml")
     assert [m.init_args["use_text_prompts"] for m in ablations.models] == [False, True, True, True, True]
