@@ -46,7 +46,7 @@ MAPS_FILE = "maps.npz"
 _SPEED_IMAGES = 8
 
 
-def _epoch_log() -> Any:  # noqa: ANN401 - a Lightning callback, built where Lightning is imported
+def _epoch_log() -> Any:
     """A callback printing one line per finished training epoch to the job's output (its ``log.txt``).
 
     Jobs train without a progress bar (a bar's redraws fill a log file with noise), so without this a long
