@@ -17,6 +17,7 @@ its categories are looked up in every root (each must live in exactly one), and 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from anomalib_promptmad.benchmark.config import BenchmarkConfig, DatasetSpec
 from anomalib_promptmad.benchmark.coreset import CORESET_SELECTION
 from anomalib_promptmad.benchmark.models import resolve_model, selects_coreset
 
-__all__ = ["DATAMODULE_DEFAULTS", "JobSpec", "PreparedDataset", "plan_jobs", "prepare_dataset"]
+__all__ = ["DATAMODULE_DEFAULTS", "JobSpec", "PreparedDataset", "plan_jobs", "prepare_dataset", "select_models"]
 
 # Explicit so that the settings of a run state them: anomalib's default of 8 workers oversubscribes small machines.
 DATAMODULE_DEFAULTS: dict[str, Any] = {"train_batch_size": 8, "eval_batch_size": 8, "num_workers": 0}
@@ -224,6 +225,32 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
     if clashes:
         raise config.error("models", f"model/dataset names give clashing job folders {clashes}; rename them")
     return jobs
+
+
+def select_models(config: BenchmarkConfig, names: Iterable[str]) -> tuple[str, ...]:
+    """Check a model filter against the config's model names.
+
+    Args:
+        config: The benchmark.
+        names: Model names; an entry that is not a model's name is read as comma-separated names
+            (``"Padim,Patchcore"``), so that names holding a comma can still be given whole.
+
+    Returns:
+        The selected names, in the config's model order.
+
+    Raises:
+        ValueError: An unknown name, or none at all (the message lists the config's models).
+    """
+    available = [model.name for model in config.models]
+    wanted: list[str] = []
+    for entry in names:
+        wanted.extend([entry] if entry in available else [part.strip() for part in entry.split(",") if part.strip()])
+    unknown = [name for name in wanted if name not in available]
+    if unknown or not wanted:
+        problem = f"no model named {', '.join(map(repr, unknown))}" if unknown else "no model named"
+        msg = f"{problem}; the config's models: {', '.join(available)}"
+        raise ValueError(msg)
+    return tuple(name for name in available if name in wanted)
 
 
 def _extra(config: BenchmarkConfig, class_path: str) -> dict[str, Any]:

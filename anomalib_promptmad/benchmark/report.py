@@ -69,8 +69,20 @@ class ReportFiles:
     figures: list[Path] = field(default_factory=list)
 
 
-def write_settings(output_dir: Path, config: BenchmarkConfig, jobs: Sequence[JobSpec]) -> Path:
-    """Write ``settings.yaml``: shared settings, environment and the exact spec of every job."""
+def write_settings(
+    output_dir: Path, config: BenchmarkConfig, jobs: Sequence[JobSpec], models: Sequence[str] | None = None
+) -> Path:
+    """Write ``settings.yaml``: shared settings, environment and the exact spec of every planned job.
+
+    Args:
+        output_dir: Run folder.
+        config: The benchmark.
+        jobs: Every planned job (also those a model filter leaves out: the run folder holds them all).
+        models: The model filter of this run (``None``: every model ran), stated as ``models_run``.
+
+    Returns:
+        The file written.
+    """
     data = {
         "config_file": str(config.source) if config.source else None,
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -84,6 +96,7 @@ def write_settings(output_dir: Path, config: BenchmarkConfig, jobs: Sequence[Job
             "settings": list(config.settings),
         },
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "models_run": list(models) if models is not None else "all",
         "jobs": {job.id: job.to_dict() for job in jobs},
     }
     return write_text_atomic(output_dir / SETTINGS_FILE, yaml.safe_dump(data, sort_keys=False, width=120))
@@ -161,13 +174,16 @@ def write_report(output_dir: Path, config: BenchmarkConfig, outcomes: Sequence[J
     Args:
         output_dir: Run folder.
         config: The benchmark.
-        outcomes: One per planned job.
+        outcomes: One per planned job; those with a finished result (run now or earlier, also jobs a model
+            filter left out) fill the tables, failed and not-selected ones are listed.
 
     Returns:
         The files written.
     """
     results = [
-        json.loads((outcome.job_dir / RESULT_FILE).read_text(encoding="utf-8")) for outcome in outcomes if outcome.ok
+        json.loads((outcome.job_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        for outcome in outcomes
+        if outcome.has_result
     ]
     rows = build_rows(config, results)
     columns = _columns(config)
@@ -239,7 +255,17 @@ def _markdown(
             log = (outcome.job_dir / "log.txt").relative_to(output_dir)
             lines.append(f"- `{outcome.spec.id}`: {outcome.error} (full output: `{log}`)")
         lines.append("")
-    else:
+    pending = [outcome for outcome in outcomes if outcome.ok and not outcome.has_result]
+    if pending:
+        lines += [
+            f"## Jobs without a result ({len(pending)} of {len(outcomes)})",
+            "",
+            "Not selected to run (`--models`) and not finished in an earlier run with their current settings:",
+            "",
+        ]
+        lines += [f"- `{outcome.spec.id}`" for outcome in pending]
+        lines.append("")
+    if not failed and not pending:
         lines += [f"All {len(outcomes)} jobs finished.", ""]
 
     speed = [f"images_per_s_b{size}" for size in config.speed.batch_sizes]
