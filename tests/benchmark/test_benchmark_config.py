@@ -13,7 +13,7 @@ import yaml
 
 from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.benchmark.cli import main
-from anomalib_promptmad.benchmark.config import BenchmarkConfigError, load_config, parse_config
+from anomalib_promptmad.benchmark.config import BenchmarkConfig, BenchmarkConfigError, load_config, parse_config
 from anomalib_promptmad.benchmark.plan import plan_jobs
 from anomalib_promptmad.benchmark.report import build_rows
 
@@ -114,6 +114,56 @@ def test_shipped_configs_parse() -> None:
     load_config(CONFIGS / "demo_tiny.yaml")
     ablations = load_config(CONFIGS / "ablations_bottle_pill.yaml")
     assert [m.init_args["use_text_prompts"] for m in ablations.models] == [False, True, True, True, True]
+
+
+def _missing_data(config: BenchmarkConfig) -> list[Path]:
+    """Roots of the config's real (non-demo) datasets that are absent here, as the command would resolve them."""
+    return [root for d in config.datasets if d.type != "demo" for root in d.roots if not root.is_dir()]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_plans(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every config under configs/benchmark parses and plans as ``--list`` does (real-data ones skip without data)."""
+    monkeypatch.chdir(REPO_ROOT)  # their paths are relative to the repository root, where the command runs
+    config = load_config(path)
+    missing = _missing_data(config)
+    if missing:
+        pytest.skip(f"{path.name}: real data not found at {', '.join(map(str, missing))}")
+    jobs = plan_jobs(config, tmp_path / "run", generate=False)
+    assert jobs and len({job.id for job in jobs}) == len(jobs)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.real_data
+def test_four_category_config_is_one_dataset_from_two_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mvtec_four.yaml: 3 MVTec AD categories + tire from two roots, 4 models, both settings; --list writes nothing."""
+    monkeypatch.chdir(REPO_ROOT)
+    config = load_config(CONFIGS / "mvtec_four.yaml")
+    (dataset,) = config.datasets
+    assert dataset.roots == (Path("../shared/data/mvtec_ad_256"), Path("../shared/data/mvtec_3d_ad_rgb_256"))
+    assert [m.name for m in config.models] == ["PromptMAD", "Padim", "Patchcore", "Stfpm"]
+    assert config.settings == ("unified", "per_class") and config.exact_fast_coreset
+    if _missing_data(config):
+        pytest.skip(f"real data not found at {', '.join(map(str, _missing_data(config)))}")
+    output = tmp_path / "bench_list"
+    assert main(["--config", str(CONFIGS / "mvtec_four.yaml"), "--output", str(output), "--list"]) == 0
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert not output.exists()
+    # one unified job per model, one per-class job per model and category
+    assert len(listed) == 4 + 4 * 4
+    assert [row[0] for row in listed[:4]] == [
+        f"mvtec_four__unified__{m}" for m in ("PromptMAD", "Padim", "Patchcore", "Stfpm")
+    ]
+    assert {row[3] for row in listed[:4]} == {"bottle,pill,tire,transistor"}
+    jobs = {job.id: job for job in plan_jobs(config, output, generate=False)}
+    unified = jobs["mvtec_four__unified__Patchcore"]
+    assert unified.root == [str((REPO_ROOT / root).resolve()) for root in dataset.roots]
+    assert unified.model_settings["init_args"]["coreset_sampling_ratio"] == 0.1
+    assert unified.extra == {"coreset_selection": "exact_fast"}
+    assert jobs["mvtec_four__unified__Stfpm"].model_settings["max_epochs"] == 3
+    assert jobs["mvtec_four__per_class__Padim__tire"].categories == ["tire"]
 
 
 def test_plan_resolves_shared_backbone_and_settings(tmp_path: Path) -> None:
