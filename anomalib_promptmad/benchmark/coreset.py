@@ -8,8 +8,8 @@ anomalib's Patchcore subsamples its memory bank in ``PatchcoreModel.subsample_em
 ``anomalib.models.image.patchcore.torch_model`` imports at module level. Its selection updates the distance of
 every patch at every step: a 10 % coreset of one MVTec category (about 214k patches) takes hours on 2 CPU
 cores. :func:`~anomalib_promptmad.matching.greedy_coreset_indices` makes the same choices (same projection,
-same random start, same farthest point, same ties) and skips the updates that cannot change anything: about
-a minute for the same coreset, and the same memory bank.
+same random start, same farthest point, same ties) and skips the updates that cannot change anything: minutes
+for the same coreset, and the same memory bank.
 
 :func:`use_exact_fast_coreset` gives one Patchcore model that selection. It wraps that model's own
 ``subsample_embedding`` so that, for the duration of the call only, the module's ``KCenterGreedy`` name is

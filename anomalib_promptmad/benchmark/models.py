@@ -24,7 +24,7 @@ ran.
 
 Patchcore keeps anomalib's default coreset ratio (0.1): in benchmark jobs it selects that coreset with the
 exact fast greedy selection (:mod:`~anomalib_promptmad.benchmark.coreset`; the memory bank anomalib's
-``KCenterGreedy`` gives, in about a minute per category instead of hours on a CPU) unless the config sets
+``KCenterGreedy`` gives, in minutes per category instead of hours on a CPU) unless the config sets
 ``exact_fast_coreset: false``.
 """
 
