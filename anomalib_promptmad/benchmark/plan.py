@@ -247,7 +247,7 @@ def select_models(config: BenchmarkConfig, names: Iterable[str]) -> tuple[str, .
         wanted.extend([entry] if entry in available else [part.strip() for part in entry.split(",") if part.strip()])
     unknown = [name for name in wanted if name not in available]
     if unknown or not wanted:
-        problem = f"no model named {', '.join(map(repr, unknown))}" if unknown else "no model named"
+        problem = f"no model named {', '.join(map(repr, unknown))}" if unknown else "no model name given"
         msg = f"{problem}; the config's models: {', '.join(available)}"
         raise ValueError(msg)
     return tuple(name for name in available if name in wanted)

@@ -341,8 +341,9 @@ def _coreset_lines(results: Sequence[dict[str, Any]]) -> list[str]:
         "",
         "`exact_fast`: the benchmark's exact greedy k-center selection "
         "(`anomalib_promptmad.matching.greedy_coreset_indices`), which selects the indices anomalib's "
-        "`KCenterGreedy` selects (the same memory bank) in far less time; `anomalib`: anomalib's own. "
-        "The seconds are part of the fit time.",
+        "`KCenterGreedy` selects (the same memory bank) in far less time; `anomalib`: anomalib's own (an "
+        "embedding on an accelerator). The seconds are part of the fit time. Patchcore jobs not listed here used "
+        "anomalib's own selection (`exact_fast_coreset: false`).",
         "",
         "| job | selection | patches | selected | seconds |",
         "|---|---|---|---|---|",
