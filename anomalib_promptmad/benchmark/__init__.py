@@ -8,6 +8,12 @@ evaluated per category; ``per_class``: one model per category). Every job runs i
 writes its result atomically; the run folder gets ``results.csv``, ``results.md``, a bar chart per metric
 and side-by-side anomaly maps. Console command: ``promptmad-benchmark --config FILE``.
 
+A dataset's ``root`` may list several folders whose categories form one dataset. ``--models A,B``
+(``run_benchmark(..., models=[...])``) runs only those models' jobs and leaves the others as they are; the
+report still covers every finished job. Patchcore selects its coreset with the exact fast greedy selection
+(the memory bank of anomalib's ``KCenterGreedy``, in far less time; :mod:`.coreset`) unless the config sets
+``exact_fast_coreset: false``.
+
 Public names resolve lazily (PEP 562): the package is cheap to import until a benchmark runs.
 
 Example:

@@ -6,9 +6,14 @@
     promptmad-benchmark --config configs/benchmark/mvtec_bottle_pill.yaml --output results/benchmark/mvtec
     promptmad-benchmark --config ... --list       # print the jobs and exit
     promptmad-benchmark --config ... --redo       # rerun jobs that already have a result
+    promptmad-benchmark --config ... --models Padim,Patchcore,Stfpm   # only these models' jobs
+
+``--models`` runs only the named models' jobs (names as in the config's ``models[].name``): the other jobs
+are neither run nor deleted, and the report still holds every job of the config that has a finished result.
 
 Exit status: 0 when every job has a result, 1 when any job failed (the report and the log name them
-with the error's last line), 2 on a bad config or command line (nothing was run).
+with the error's last line), 2 on a bad config or command line (nothing was run). Jobs left out by
+``--models`` are not failures.
 """
 
 from __future__ import annotations
@@ -58,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--redo", action="store_true", help="rerun jobs that already have a result")
     parser.add_argument("--list", action="store_true", help="check the config, print the jobs and exit")
+    parser.add_argument(
+        "--models",
+        action="append",
+        metavar="NAMES",
+        help="run only these models' jobs: comma-separated names from the config's models (repeatable); the "
+        "other jobs are left as they are (not run, not deleted) and the report still covers every finished job",
+    )
     args = parser.parse_args(argv)
 
     handler = _TqdmHandler()
@@ -73,16 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.output or Path("results") / "benchmark" / args.config.stem
     try:
         config = load_config(args.config)
-        if args.list:
-            from anomalib_promptmad.benchmark.plan import plan_jobs
+        from anomalib_promptmad.benchmark.plan import plan_jobs, select_models
 
+        try:
+            models = select_models(config, args.models) if args.models is not None else None
+        except ValueError as error:
+            print(f"promptmad-benchmark: --models: {error}", file=sys.stderr)
+            return 2
+        if args.list:
             # --list runs nothing and writes nothing: a missing demo dataset is not generated
             for job in plan_jobs(config, output.resolve(), generate=False):
-                print(f"{job.id}\t{job.setting}\t{job.model}\t{','.join(job.categories)}")
+                if models is None or job.model in models:
+                    print(f"{job.id}\t{job.setting}\t{job.model}\t{','.join(job.categories)}")
             return 0
         from anomalib_promptmad.benchmark.runner import run_benchmark
 
-        result = run_benchmark(config, output, redo=args.redo)
+        result = run_benchmark(config, output, redo=args.redo, models=models)
     except BenchmarkConfigError as error:
         print(f"promptmad-benchmark: bad config: {error}", file=sys.stderr)
         return 2

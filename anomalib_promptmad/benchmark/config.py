@@ -10,7 +10,9 @@ need the model classes or the data (argument names, dataset roots, categories) a
 :func:`~anomalib_promptmad.benchmark.plan.plan_jobs`, also before any job starts.
 
 Relative paths (``datasets[].root``, ``models[].config``) are resolved against the current directory,
-as the ``anomalib`` command does.
+as the ``anomalib`` command does. A dataset's ``root`` is one folder or a list of folders whose categories
+form one dataset (e.g. MVTec AD's and MVTec 3D-AD's in one unified model); each category must live in
+exactly one of them.
 
 Example file::
 
@@ -19,9 +21,14 @@ Example file::
     settings: [unified, per_class]
     datasets:
       - {name: mvtec, type: mvtec, root: ../shared/data/mvtec_ad_256, categories: [bottle, pill]}
+      - name: mvtec_two_roots
+        root: [../shared/data/mvtec_ad_256, ../shared/data/mvtec_3d_ad_rgb_256]
+        categories: [bottle, tire]
     models:
       - {name: PromptMAD, class_path: PromptMAD, config: configs/promptmad_cpu.yaml}
       - {name: Padim, class_path: Padim}
+      - {name: Patchcore, class_path: Patchcore}   # anomalib's coreset ratio 0.1
+    exact_fast_coreset: true   # the default: Patchcore's coreset with the exact fast greedy selection
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ class DatasetSpec:
         name: Label in the report (unique).
         type: ``mvtec`` (:class:`~anomalib_promptmad.MultiClassMVTecAD` on an MVTec AD layout) or ``demo``
             (the generated demo dataset, written under ``root`` when that folder does not exist yet).
-        root: Dataset root; ``None`` for ``demo`` means ``<output_dir>/data/<name>``.
+        root: Dataset root, or a tuple of roots (two or more) whose categories form one dataset; ``None`` for
+            ``demo`` means ``<output_dir>/data/<name>``. A list of one root in the file is read as that root.
         categories: Category names, or ``"all"``.
         init_args: Further datamodule arguments (batch sizes, ``num_workers``, split options).
         generate: Arguments of :func:`~anomalib_promptmad.generate_demo_dataset` (``demo`` only).
@@ -93,10 +101,17 @@ class DatasetSpec:
 
     name: str
     type: str
-    root: Path | None
+    root: Path | tuple[Path, ...] | None
     categories: tuple[str, ...] | str = "all"
     init_args: dict[str, Any] = field(default_factory=dict)
     generate: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """The dataset's roots as a tuple (one entry for a single root; empty for a demo without one)."""
+        if self.root is None:
+            return ()
+        return self.root if isinstance(self.root, tuple) else (self.root,)
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,11 @@ class BenchmarkConfig:
         threads: torch threads per job (``None``: torch's default, or ``OMP_NUM_THREADS``).
         job_timeout_s: A job running longer is killed and reported as failed (``None``: no limit).
         keep_checkpoints: Keep each job's anomalib working folder (checkpoints) after it succeeded.
+        exact_fast_coreset: Patchcore jobs select their memory-bank coreset with
+            :func:`~anomalib_promptmad.matching.greedy_coreset_indices`: the indices of anomalib's
+            ``KCenterGreedy``, in minutes instead of hours on a CPU (see
+            :mod:`~anomalib_promptmad.benchmark.coreset`). Stated in those jobs' settings. ``False``: anomalib's
+            own selection, and those jobs' settings are as before this option existed.
         speed: Throughput measurement.
         figure: Anomaly-map figure.
         source: The file the config was read from, if any (used in error messages).
@@ -159,6 +179,7 @@ class BenchmarkConfig:
     threads: int | None = None
     job_timeout_s: float | None = None
     keep_checkpoints: bool = False
+    exact_fast_coreset: bool = True
     speed: SpeedSpec = field(default_factory=SpeedSpec)
     figure: FigureSpec = field(default_factory=FigureSpec)
     source: Path | None = None
@@ -221,6 +242,7 @@ def parse_config(data: Any, source: str | Path | None = None) -> BenchmarkConfig
             "threads",
             "job_timeout_s",
             "keep_checkpoints",
+            "exact_fast_coreset",
             "speed",
             "figure",
         },
@@ -255,6 +277,7 @@ def parse_config(data: Any, source: str | Path | None = None) -> BenchmarkConfig
         threads=reader.optional_positive_int(root.get("threads"), "threads"),
         job_timeout_s=reader.optional_positive_float(root.get("job_timeout_s"), "job_timeout_s"),
         keep_checkpoints=reader.boolean(root.get("keep_checkpoints", False), "keep_checkpoints"),
+        exact_fast_coreset=reader.boolean(root.get("exact_fast_coreset", True), "exact_fast_coreset"),
         speed=_speed(reader, root.get("speed", {}), "speed"),
         figure=_figure(reader, root.get("figure", {}), "figure"),
         source=Path(source) if source is not None else None,
@@ -289,9 +312,7 @@ def _dataset(reader: _Reader, entry: Any, key: str) -> DatasetSpec:
     kind = reader.string(values.get("type", "mvtec"), f"{key}.type")
     if kind not in DATASET_TYPES:
         raise reader.error(f"{key}.type", f"unknown dataset type {kind!r}; choose from {list(DATASET_TYPES)}")
-    root = values.get("root")
-    if root is None and kind != "demo":
-        raise reader.error(f"{key}.root", "required (the folder holding one sub-folder per category)")
+    root = _dataset_root(reader, values.get("root"), f"{key}.root", kind)
     categories: tuple[str, ...] | str = "all"
     raw_categories = values.get("categories", "all")
     if raw_categories != "all":
@@ -308,11 +329,31 @@ def _dataset(reader: _Reader, entry: Any, key: str) -> DatasetSpec:
     return DatasetSpec(
         name=reader.string(values.get("name", kind), f"{key}.name"),
         type=kind,
-        root=Path(reader.string(root, f"{key}.root")) if root is not None else None,
+        root=root,
         categories=categories,
         init_args=init_args,
         generate=generate,
     )
+
+
+def _dataset_root(reader: _Reader, value: Any, key: str, kind: str) -> Path | tuple[Path, ...] | None:
+    """One root (a string), or several (a list of strings); a list of one is that root."""
+    if value is None:
+        if kind == "demo":
+            return None
+        raise reader.error(key, "required (the folder holding one sub-folder per category, or a list of such folders)")
+    if not isinstance(value, list):
+        return Path(reader.string(value, key))
+    if kind == "demo":
+        raise reader.error(key, "a demo dataset has one root (the folder it is generated in), got a list")
+    roots = [Path(reader.string(item, f"{key}[{index}]")) for index, item in enumerate(value)]
+    if not roots:
+        raise reader.error(key, "needs at least one folder")
+    for index, path in enumerate(roots):
+        if path in roots[:index]:
+            raise reader.error(f"{key}[{index}]", f"'{path}' is listed twice")
+    # one root stays a plain path, so that such a dataset's jobs have the settings of a single-root entry
+    return roots[0] if len(roots) == 1 else tuple(roots)
 
 
 def _image_size(reader: _Reader, value: Any, key: str) -> tuple[int, int]:

@@ -11,7 +11,9 @@ reads ``job.json`` from that folder and writes, in this order, each file atomica
 * ``maps.npz``: the fixed test images, their masks and this model's anomaly maps
   (:mod:`~anomalib_promptmad.benchmark.samples`);
 * ``result.json``: metrics per category, cost, environment, and the job spec itself. It is written
-  last, so its presence means the job finished.
+  last, so its presence means the job finished. A Patchcore job whose spec asks for the exact fast coreset
+  (``extra.coreset_selection``) also records each coreset selection it made (``coreset_selections``:
+  implementation, points, selected, seconds).
 
 On an exception it writes ``error.json`` (type, message, traceback) and exits with status 1. A fresh
 process per job gives every job a clean peak-memory figure and keeps one job's crash (including a
@@ -44,7 +46,7 @@ MAPS_FILE = "maps.npz"
 _SPEED_IMAGES = 8
 
 
-def _epoch_log() -> Any:  # noqa: ANN401 - a Lightning callback, built where Lightning is imported
+def _epoch_log() -> Any:
     """A callback printing one line per finished training epoch to the job's output (its ``log.txt``).
 
     Jobs train without a progress bar (a bar's redraws fill a log file with noise), so without this a long
@@ -81,6 +83,7 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
+    from anomalib_promptmad.benchmark.coreset import coreset_selections
     from anomalib_promptmad.benchmark.metrics import quality_from_callback
     from anomalib_promptmad.benchmark.models import build_model
     from anomalib_promptmad.benchmark.samples import collect_samples, save_samples, select_samples
@@ -93,7 +96,8 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
     seed_everything(int(spec["seed"]), workers=True)
     datamodule = MultiClassMVTecAD(root=spec["root"], categories=spec["categories"], **spec["datamodule"])
-    model = build_model(spec["model_settings"])
+    coreset_selection = spec.get("extra", {}).get("coreset_selection")
+    model = build_model(spec["model_settings"], coreset_selection=coreset_selection)
 
     # PromptMAD brings its own PerCategoryMetrics; a second one would compute everything twice
     own_callbacks = model.configure_callbacks()
@@ -114,6 +118,11 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
     start = time.perf_counter()
     engine.fit(model=model, datamodule=datamodule)
     fit_s = time.perf_counter() - start
+    selections = coreset_selections(model)
+    if coreset_selection is not None and not selections:
+        # the job's settings say the exact fast coreset made the memory bank: never let that be untrue
+        msg = f"coreset_selection {coreset_selection!r} was asked for, but the model selected no coreset through it"
+        raise RuntimeError(msg)
     start = time.perf_counter()
     engine.test(model=model, datamodule=datamodule)
     test_s = time.perf_counter() - start
@@ -163,6 +172,7 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
             "peak_memory_mib": peak_memory_mib(),
         },
         "samples_file": MAPS_FILE,
+        **({"coreset_selections": selections} if selections is not None else {}),
         "environment": _environment(torch),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -21,6 +21,11 @@ Arguments are merged in this order, later wins:
 
 The merged arguments are JSON values written into each job's settings, so a report states exactly what
 ran.
+
+Patchcore keeps anomalib's default coreset ratio (0.1): in benchmark jobs it selects that coreset with the
+exact fast greedy selection (:mod:`~anomalib_promptmad.benchmark.coreset`; the memory bank anomalib's
+``KCenterGreedy`` gives, in minutes per category instead of hours on a CPU) unless the config sets
+``exact_fast_coreset: false``.
 """
 
 from __future__ import annotations
@@ -38,13 +43,21 @@ from anomalib_promptmad.benchmark.config import BenchmarkConfig, ModelSpec
 if TYPE_CHECKING:
     from anomalib.models.components import AnomalibModule
 
-__all__ = ["EFFICIENTNET_LAYERS", "ResolvedModel", "build_model", "resolve_class", "resolve_model"]
+__all__ = [
+    "EFFICIENTNET_LAYERS",
+    "ResolvedModel",
+    "build_model",
+    "resolve_class",
+    "resolve_model",
+    "selects_coreset",
+]
 
 # timm EfficientNet(-Lite) stages at the strides of the ResNet layers anomalib's defaults use:
 # blocks.1 / blocks.2 / blocks.4 = strides 4 / 8 / 16 = ResNet layer1 / layer2 / layer3.
 EFFICIENTNET_LAYERS: dict[str, dict[str, Any]] = {
     # n_features: anomalib only knows defaults for resnet18 / wide_resnet50_2 (Lite2 has 192 channels here)
     "Padim": {"layers": ["blocks.1", "blocks.2", "blocks.4"], "n_features": 100},
+    # anomalib's default ratio, stated so that every job's settings show it (affordable: benchmark/coreset.py)
     "Patchcore": {"layers": ["blocks.2", "blocks.4"], "coreset_sampling_ratio": 0.1},
     "Stfpm": {"layers": ["blocks.1", "blocks.2", "blocks.4"]},
 }
@@ -172,14 +185,28 @@ def resolve_model(spec: ModelSpec, config: BenchmarkConfig, index: int, demo_roo
     )
 
 
-def build_model(resolved: ResolvedModel | dict[str, Any]) -> AnomalibModule:
+def selects_coreset(class_path: str) -> bool:
+    """Whether the model subsamples a memory bank with anomalib's ``KCenterGreedy`` (anomalib's Patchcore)."""
+    from anomalib.models import Patchcore
+
+    return issubclass(resolve_class(class_path), Patchcore)
+
+
+def build_model(resolved: ResolvedModel | dict[str, Any], coreset_selection: str | None = None) -> AnomalibModule:
     """Build the model of a job (in the job's process).
 
     Args:
         resolved: A :class:`ResolvedModel` or its ``to_dict()``.
+        coreset_selection: ``"exact_fast"``: a Patchcore model selects its coreset with
+            :func:`~anomalib_promptmad.benchmark.coreset.use_exact_fast_coreset` (this model only; read its
+            record with :func:`~anomalib_promptmad.benchmark.coreset.coreset_selections`). ``None``: as anomalib
+            ships it.
 
     Returns:
         The anomalib model.
+
+    Raises:
+        ValueError: An unknown ``coreset_selection``.
     """
     from anomalib_promptmad.backbone import baseline_pre_processor, use_packaged_weights_for_timm
     from anomalib_promptmad.backbone.efficientnet_lite import is_packaged
@@ -198,7 +225,15 @@ def build_model(resolved: ResolvedModel | dict[str, Any]) -> AnomalibModule:
         arguments["pre_processor"] = (
             baseline_pre_processor(name, size) if name else cls.configure_pre_processor(image_size=size)
         )
-    return cls(**arguments)
+    model = cls(**arguments)
+    if coreset_selection is not None:
+        from anomalib_promptmad.benchmark.coreset import CORESET_SELECTION, use_exact_fast_coreset
+
+        if coreset_selection != CORESET_SELECTION:
+            msg = f"unknown coreset_selection {coreset_selection!r}; expected {CORESET_SELECTION!r} or None"
+            raise ValueError(msg)
+        use_exact_fast_coreset(model)
+    return model
 
 
 def _qualified_name(cls: type) -> str:

@@ -10,20 +10,23 @@ One job = one model trained and tested once:
 
 Planning resolves every model's exact arguments (:func:`~anomalib_promptmad.benchmark.models.resolve_model`),
 checks each dataset root and its categories, and generates demo datasets that do not exist yet, so a bad
-config fails in seconds, not after the first hour of training.
+config fails in seconds, not after the first hour of training. A dataset with several roots is one dataset:
+its categories are looked up in every root (each must live in exactly one), and its jobs carry the list.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, DatasetSpec
-from anomalib_promptmad.benchmark.models import resolve_model
+from anomalib_promptmad.benchmark.coreset import CORESET_SELECTION
+from anomalib_promptmad.benchmark.models import resolve_model, selects_coreset
 
-__all__ = ["DATAMODULE_DEFAULTS", "JobSpec", "PreparedDataset", "plan_jobs", "prepare_dataset"]
+__all__ = ["DATAMODULE_DEFAULTS", "JobSpec", "PreparedDataset", "plan_jobs", "prepare_dataset", "select_models"]
 
 # Explicit so that the settings of a run state them: anomalib's default of 8 workers oversubscribes small machines.
 DATAMODULE_DEFAULTS: dict[str, Any] = {"train_batch_size": 8, "eval_batch_size": 8, "num_workers": 0}
@@ -31,11 +34,21 @@ DATAMODULE_DEFAULTS: dict[str, Any] = {"train_batch_size": 8, "eval_batch_size":
 
 @dataclass(frozen=True)
 class PreparedDataset:
-    """A dataset ready for jobs: absolute root and the checked, sorted categories."""
+    """A dataset ready for jobs: absolute roots (one or more) and the checked, sorted categories."""
 
     spec: DatasetSpec
-    root: Path
+    roots: tuple[Path, ...]
     categories: tuple[str, ...]
+
+    @property
+    def root(self) -> Path:
+        """The first root (the only one of a single-root or demo dataset)."""
+        return self.roots[0]
+
+    @property
+    def job_root(self) -> str | list[str]:
+        """The roots as a job states them: a string for one root (as before multi-root datasets), else a list."""
+        return str(self.roots[0]) if len(self.roots) == 1 else [str(root) for root in self.roots]
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,8 @@ class JobSpec:
         id: Folder name of the job (``<dataset>__<setting>__<model>[__<category>]``).
         dataset: Dataset label.
         dataset_type: ``mvtec`` or ``demo``.
-        root: Absolute dataset root.
+        root: Absolute dataset root; for a dataset with several roots, the list of them (a single root stays
+            a string, so that jobs of single-root datasets keep their settings and their finished results).
         categories: Categories trained and tested.
         setting: ``unified`` or ``per_class``.
         model: Model label.
@@ -58,12 +72,15 @@ class JobSpec:
         speed: Throughput measurement settings.
         figure: Anomaly-map sample settings.
         keep_checkpoints: Keep anomalib's working folder after success.
+        extra: Settings that only some jobs have, kept out of the other fields so that adding one does not
+            change (and rerun) the jobs it does not concern: ``coreset_selection: exact_fast`` for Patchcore
+            when the config's ``exact_fast_coreset`` is on (:mod:`~anomalib_promptmad.benchmark.coreset`).
     """
 
     id: str
     dataset: str
     dataset_type: str
-    root: str
+    root: str | list[str]
     categories: list[str]
     setting: str
     model: str
@@ -96,13 +113,16 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path, gener
         The prepared dataset.
 
     Raises:
-        BenchmarkConfigError: Missing root, unknown categories, bad generator arguments.
+        BenchmarkConfigError: Missing root (the message names the key and the root), unknown categories, a
+            category found under two roots, bad generator arguments.
     """
     from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
 
     spec = config.datasets[index]
     key = f"datasets[{index}]"
-    root = (spec.root if spec.root is not None else output_dir / "data" / spec.name).expanduser().resolve()
+    if len(spec.roots) > 1:
+        return _prepare_roots(config, index)
+    root = (spec.roots[0] if spec.roots else output_dir / "data" / spec.name).expanduser().resolve()
     if spec.type == "demo" and not root.exists():
         from anomalib_promptmad.data.demo import generate_demo_dataset
 
@@ -110,21 +130,46 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path, gener
         if spec.categories != "all":
             arguments.setdefault("categories", list(spec.categories))
         if not generate:
-            return PreparedDataset(spec=spec, root=root, categories=_demo_categories(config, key, arguments))
+            return PreparedDataset(spec=spec, roots=(root,), categories=_demo_categories(config, key, arguments))
         try:
             generate_demo_dataset(root, **arguments)
         except (TypeError, ValueError) as error:
             raise config.error(f"{key}.generate", f"cannot generate the demo dataset: {error}") from error
     elif not root.is_dir():
-        where = (
-            f" (relative paths start at {Path.cwd()})" if spec.root is not None and not spec.root.is_absolute() else ""
-        )
-        raise config.error(f"{key}.root", f"dataset folder '{spec.root}' does not exist{where}")
+        raise config.error(f"{key}.root", _missing_root(spec.roots[0] if spec.roots else root))
     try:
         categories = MultiClassMVTecAD(root=root, categories=_categories_argument(spec)).categories
     except (FileNotFoundError, ValueError) as error:
         raise config.error(f"{key}.categories", str(error)) from error
-    return PreparedDataset(spec=spec, root=root, categories=tuple(categories))
+    return PreparedDataset(spec=spec, roots=(root,), categories=tuple(categories))
+
+
+def _prepare_roots(config: BenchmarkConfig, index: int) -> PreparedDataset:
+    """Check a dataset with several roots: each root exists, each category lives in exactly one of them."""
+    from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
+
+    spec = config.datasets[index]
+    key = f"datasets[{index}].root"
+    roots = tuple(path.expanduser().resolve() for path in spec.roots)
+    for position, (given, root) in enumerate(zip(spec.roots, roots, strict=True)):
+        if not root.is_dir():
+            raise config.error(f"{key}[{position}]", _missing_root(given))
+        if root in roots[:position]:
+            # two spellings of one folder: every category would be found twice
+            first = roots.index(root)
+            raise config.error(f"{key}[{position}]", f"'{given}' is the same folder as {key}[{first}]")
+    try:
+        datamodule = MultiClassMVTecAD(root=list(roots), categories=_categories_argument(spec))
+    except (FileNotFoundError, ValueError) as error:
+        # a category under two roots is a problem of the roots; an unknown one, of the category list
+        where = key if "more than one root" in str(error) else f"datasets[{index}].categories"
+        raise config.error(where, str(error)) from error
+    return PreparedDataset(spec=spec, roots=roots, categories=tuple(datamodule.categories))
+
+
+def _missing_root(given: Path) -> str:
+    where = f" (relative paths start at {Path.cwd()})" if not given.is_absolute() else ""
+    return f"dataset folder '{given}' does not exist{where}"
 
 
 def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = True) -> list[JobSpec]:
@@ -147,8 +192,9 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
     for dataset in datasets:
         demo_root = dataset.root if dataset.spec.type == "demo" else None
         resolved = [resolve_model(model, config, index, demo_root) for index, model in enumerate(config.models)]
+        extras = [_extra(config, model.class_path) for model in resolved]
         for setting in config.settings:
-            for model, model_settings in zip(config.models, resolved, strict=True):
+            for model, model_settings, extra in zip(config.models, resolved, extras, strict=True):
                 if model.settings is not None and setting not in model.settings:
                     continue
                 groups = [list(dataset.categories)] if setting == "unified" else [[c] for c in dataset.categories]
@@ -159,7 +205,7 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
                             id="__".join(_safe(part) for part in parts),
                             dataset=dataset.spec.name,
                             dataset_type=dataset.spec.type,
-                            root=str(dataset.root),
+                            root=dataset.job_root,
                             categories=categories,
                             setting=setting,
                             model=model.name,
@@ -171,6 +217,7 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
                             speed=asdict(config.speed),
                             figure=asdict(config.figure),
                             keep_checkpoints=config.keep_checkpoints,
+                            extra=dict(extra),
                         )
                     )
     ids = [job.id for job in jobs]
@@ -178,6 +225,39 @@ def plan_jobs(config: BenchmarkConfig, output_dir: str | Path, generate: bool = 
     if clashes:
         raise config.error("models", f"model/dataset names give clashing job folders {clashes}; rename them")
     return jobs
+
+
+def select_models(config: BenchmarkConfig, names: Iterable[str]) -> tuple[str, ...]:
+    """Check a model filter against the config's model names.
+
+    Args:
+        config: The benchmark.
+        names: Model names; an entry that is not a model's name is read as comma-separated names
+            (``"Padim,Patchcore"``), so that names holding a comma can still be given whole.
+
+    Returns:
+        The selected names, in the config's model order.
+
+    Raises:
+        ValueError: An unknown name, or none at all (the message lists the config's models).
+    """
+    available = [model.name for model in config.models]
+    wanted: list[str] = []
+    for entry in names:
+        wanted.extend([entry] if entry in available else [part.strip() for part in entry.split(",") if part.strip()])
+    unknown = [name for name in wanted if name not in available]
+    if unknown or not wanted:
+        problem = f"no model named {', '.join(map(repr, unknown))}" if unknown else "no model name given"
+        msg = f"{problem}; the config's models: {', '.join(available)}"
+        raise ValueError(msg)
+    return tuple(name for name in available if name in wanted)
+
+
+def _extra(config: BenchmarkConfig, class_path: str) -> dict[str, Any]:
+    """The job settings only some models have (see :attr:`JobSpec.extra`)."""
+    if config.exact_fast_coreset and selects_coreset(class_path):
+        return {"coreset_selection": CORESET_SELECTION}
+    return {}
 
 
 def _demo_categories(config: BenchmarkConfig, key: str, arguments: dict[str, Any]) -> tuple[str, ...]:

@@ -9,7 +9,9 @@ atomically. One row per (dataset, setting, model, category), plus a ``mean`` row
 setting, model): the mean over categories of each quality metric. Cost columns of a category row are
 those of the job that produced it (in the unified setting one job serves every category); in the
 ``mean`` row of the per-class setting, ``fit_s`` is the sum over the categories' jobs, throughput the
-mean and peak memory the maximum.
+mean and peak memory the maximum. ``results.md`` names each dataset's root, or roots when its categories
+come from several folders, and says how Patchcore's coreset was selected (and in how many seconds of its
+fit time) wherever a job recorded it.
 """
 
 from __future__ import annotations
@@ -67,8 +69,20 @@ class ReportFiles:
     figures: list[Path] = field(default_factory=list)
 
 
-def write_settings(output_dir: Path, config: BenchmarkConfig, jobs: Sequence[JobSpec]) -> Path:
-    """Write ``settings.yaml``: shared settings, environment and the exact spec of every job."""
+def write_settings(
+    output_dir: Path, config: BenchmarkConfig, jobs: Sequence[JobSpec], models: Sequence[str] | None = None
+) -> Path:
+    """Write ``settings.yaml``: shared settings, environment and the exact spec of every planned job.
+
+    Args:
+        output_dir: Run folder.
+        config: The benchmark.
+        jobs: Every planned job (also those a model filter leaves out: the run folder holds them all).
+        models: The model filter of this run (``None``: every model ran), stated as ``models_run``.
+
+    Returns:
+        The file written.
+    """
     data = {
         "config_file": str(config.source) if config.source else None,
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -82,6 +96,7 @@ def write_settings(output_dir: Path, config: BenchmarkConfig, jobs: Sequence[Job
             "settings": list(config.settings),
         },
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "models_run": list(models) if models is not None else "all",
         "jobs": {job.id: job.to_dict() for job in jobs},
     }
     return write_text_atomic(output_dir / SETTINGS_FILE, yaml.safe_dump(data, sort_keys=False, width=120))
@@ -159,13 +174,16 @@ def write_report(output_dir: Path, config: BenchmarkConfig, outcomes: Sequence[J
     Args:
         output_dir: Run folder.
         config: The benchmark.
-        outcomes: One per planned job.
+        outcomes: One per planned job; those with a finished result (run now or earlier, also jobs a model
+            filter left out) fill the tables, failed and not-selected ones are listed.
 
     Returns:
         The files written.
     """
     results = [
-        json.loads((outcome.job_dir / RESULT_FILE).read_text(encoding="utf-8")) for outcome in outcomes if outcome.ok
+        json.loads((outcome.job_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        for outcome in outcomes
+        if outcome.has_result
     ]
     rows = build_rows(config, results)
     columns = _columns(config)
@@ -229,6 +247,7 @@ def _markdown(
             f"{environment.get('torch_threads')} torch threads, GPU: {environment.get('cuda') or 'none'}; {versions}."
         )
     lines.append("")
+    lines += _dataset_lines(outcomes)
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
         lines += [f"## Failed jobs ({len(failed)} of {len(outcomes)})", ""]
@@ -236,7 +255,17 @@ def _markdown(
             log = (outcome.job_dir / "log.txt").relative_to(output_dir)
             lines.append(f"- `{outcome.spec.id}`: {outcome.error} (full output: `{log}`)")
         lines.append("")
-    else:
+    pending = [outcome for outcome in outcomes if outcome.ok and not outcome.has_result]
+    if pending:
+        lines += [
+            f"## Jobs without a result ({len(pending)} of {len(outcomes)})",
+            "",
+            "Not selected to run (`--models`) and not finished in an earlier run with their current settings:",
+            "",
+        ]
+        lines += [f"- `{outcome.spec.id}`" for outcome in pending]
+        lines.append("")
+    if not failed and not pending:
         lines += [f"All {len(outcomes)} jobs finished.", ""]
 
     speed = [f"images_per_s_b{size}" for size in config.speed.batch_sizes]
@@ -260,6 +289,7 @@ def _markdown(
                 lines.append("| " + " | ".join([*cells, f"{row['peak_memory_mib']:.0f}"]) + " |")
             lines.append("")
 
+    lines += _coreset_lines(results)
     lines += ["## Settings", "", "| model | exact settings |", "|---|---|"]
     seen: set[str] = set()
     for row in rows:
@@ -284,6 +314,53 @@ def _markdown(
     return "\n".join(lines)
 
 
+def _root_text(root: str | Sequence[str]) -> str:
+    """A job's dataset root(s) for the report: one path, or several joined with ``" + "``."""
+    return root if isinstance(root, str) else " + ".join(root)
+
+
+def _dataset_lines(outcomes: Sequence[JobOutcome]) -> list[str]:
+    """One line per dataset: its root (or roots) and categories, as its jobs were planned."""
+    lines = []
+    for name in dict.fromkeys(outcome.spec.dataset for outcome in outcomes):
+        specs = [outcome.spec for outcome in outcomes if outcome.spec.dataset == name]
+        root = specs[0].root
+        label = "root" if isinstance(root, str) else f"{len(root)} roots"
+        categories = sorted({category for spec in specs for category in spec.categories})
+        lines.append(f"- Dataset `{name}`: {label} `{_root_text(root)}`; categories {', '.join(categories)}.")
+    return [*lines, ""] if lines else []
+
+
+def _coreset_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """A section on the coreset selections that jobs recorded (Patchcore with the exact fast coreset)."""
+    recorded = [result for result in results if result.get("coreset_selections")]
+    if not recorded:
+        return []
+    lines = [
+        "## Coreset selection",
+        "",
+        "`exact_fast`: the benchmark's exact greedy k-center selection "
+        "(`anomalib_promptmad.matching.greedy_coreset_indices`), which selects the indices anomalib's "
+        "`KCenterGreedy` selects (the same memory bank) in far less time; `anomalib`: anomalib's own (an "
+        "embedding on an accelerator). The seconds are part of the fit time. Patchcore jobs not listed here used "
+        "anomalib's own selection (`exact_fast_coreset: false`).",
+        "",
+        "| job | selection | patches | selected | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for result in recorded:
+        for entry in result["coreset_selections"]:
+            cells = [
+                f"`{result['job']['id']}`",
+                entry["implementation"],
+                str(entry["points"]),
+                f"{entry['selected']} ({entry['sampling_ratio']:g})",
+                f"{entry['seconds']:.1f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _quality_table(block: list[dict[str, Any]]) -> list[str]:
     header = ["category", "model", *_HEADERS.values()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -306,6 +383,7 @@ def _settings_text(job: dict[str, Any]) -> str:
     data = {"class": model["class_path"], "init_args": model["init_args"], "trainer_max_epochs": model["max_epochs"]}
     if model.get("pre_processor"):
         data["pre_processor"] = model["pre_processor"]
+    data.update(job.get("extra") or {})
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

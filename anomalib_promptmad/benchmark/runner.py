@@ -15,6 +15,11 @@ Resuming: a job whose ``result.json`` exists and was made with the same settings
 the planned spec) is skipped unless ``redo``; a job whose settings changed, or that failed, runs again.
 ``result.json`` is written atomically and last, so an interrupted job leaves no result that could be
 mistaken for a finished one.
+
+Model filter: ``models=[...]`` (``promptmad-benchmark --models Padim,Patchcore``) runs only those models'
+jobs. The other jobs are left as they are, neither run nor deleted; the report still covers every planned
+job that has a finished result with its current settings, so baselines can run while another model's
+settings are still being decided, and the report fills up as each part is run.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +40,7 @@ from tqdm.auto import tqdm
 from anomalib_promptmad.atomic_write import write_json_atomic
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, load_config
 from anomalib_promptmad.benchmark.job import ERROR_FILE, JOB_FILE, MAPS_FILE, RESULT_FILE
-from anomalib_promptmad.benchmark.plan import JobSpec, plan_jobs
+from anomalib_promptmad.benchmark.plan import JobSpec, plan_jobs, select_models
 from anomalib_promptmad.benchmark.report import ReportFiles, write_report, write_settings
 
 __all__ = ["BenchmarkResult", "JobOutcome", "run_benchmark"]
@@ -43,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 LOG_FILE = "log.txt"
 _STATUS_DONE, _STATUS_SKIPPED, _STATUS_FAILED = "done", "skipped", "failed"
+# left out by the model filter and without a finished result: neither run nor deleted, not a failure
+_STATUS_NOT_SELECTED = "not_selected"
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,9 @@ class JobOutcome:
 
     Attributes:
         spec: The job.
-        status: ``done`` (ran now), ``skipped`` (finished in an earlier run) or ``failed``.
+        status: ``done`` (ran now), ``skipped`` (finished in an earlier run; also a job left out by the model
+            filter that has a result), ``failed``, or ``not_selected`` (left out by the model filter and without
+            a result with its current settings: not run, nothing deleted).
         elapsed_s: Wall time of the job's process in this run (0 when skipped).
         error: The error's last line, for a failed job.
         job_dir: The job's folder (``log.txt`` holds its full output).
@@ -65,8 +75,13 @@ class JobOutcome:
 
     @property
     def ok(self) -> bool:
-        """Whether the job has a result."""
+        """Whether the job did not fail (it has a result, or was not selected to run)."""
         return self.status != _STATUS_FAILED
+
+    @property
+    def has_result(self) -> bool:
+        """Whether the job has a finished result with its current settings (it is in the report's tables)."""
+        return self.status in (_STATUS_DONE, _STATUS_SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,7 @@ class BenchmarkResult:
 
     @property
     def ok(self) -> bool:
-        """Whether every job has a result."""
+        """Whether no job failed (with a model filter, the jobs left out do not count as failures)."""
         return not self.failed
 
 
@@ -99,34 +114,57 @@ def run_benchmark(
     output_dir: str | Path,
     redo: bool = False,
     python: str | Path = sys.executable,
+    models: Iterable[str] | None = None,
 ) -> BenchmarkResult:
     """Run every job of ``config`` that has no result yet and write the report into ``output_dir``.
 
     Args:
         config: The benchmark, or its YAML file.
         output_dir: Run folder (created).
-        redo: Rerun jobs that already have a result with the same settings.
+        redo: Rerun jobs that already have a result with the same settings (of the selected models only).
         python: Interpreter that runs the jobs.
+        models: Run only the jobs of these models (names as in the config's ``models[].name``); the other
+            jobs are neither run nor deleted, and those with a finished result are still in the report.
+            ``None``: every model.
 
     Returns:
         The outcomes and report files. Check :attr:`BenchmarkResult.ok`: failed jobs do not raise.
 
     Raises:
         BenchmarkConfigError: A config problem, found before any job starts.
+        ValueError: ``models`` names a model the config does not have (also before any job starts).
     """
     if not isinstance(config, BenchmarkConfig):
         config = load_config(config)
+    selected = select_models(config, models) if models is not None else None
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(config, output_dir)
-    write_settings(output_dir, config, jobs)
-    logger.info("Benchmark: %d jobs, run folder %s", len(jobs), output_dir)
+    write_settings(output_dir, config, jobs, selected)
+    to_run = [job for job in jobs if selected is None or job.model in selected]
+    if selected is None:
+        logger.info("Benchmark: %d jobs, run folder %s", len(jobs), output_dir)
+    else:
+        logger.info(
+            "Benchmark: %d of %d jobs (models %s; the other jobs are left as they are), run folder %s",
+            len(to_run),
+            len(jobs),
+            ", ".join(selected),
+            output_dir,
+        )
 
     outcomes: list[JobOutcome] = []
-    with tqdm(total=len(jobs), desc="benchmark", unit="job", disable=None, dynamic_ncols=True) as progress:
-        for number, job in enumerate(jobs, start=1):
-            prefix = f"[{number}/{len(jobs)}] {job.id}"
+    with tqdm(total=len(to_run), desc="benchmark", unit="job", disable=None, dynamic_ncols=True) as progress:
+        number = 0
+        for job in jobs:
             job_dir = output_dir / "jobs" / job.id
+            if selected is not None and job.model not in selected:
+                # neither run nor deleted: its result, if it has one with these settings, is still reported
+                status = _STATUS_SKIPPED if _finished(job_dir, job) else _STATUS_NOT_SELECTED
+                outcomes.append(JobOutcome(job, status, 0.0, job_dir))
+                continue
+            number += 1
+            prefix = f"[{number}/{len(to_run)}] {job.id}"
             if not redo and _finished(job_dir, job):
                 logger.info("%s: skipped, finished in an earlier run (--redo runs it again)", prefix)
                 outcomes.append(JobOutcome(job, _STATUS_SKIPPED, 0.0, job_dir))
@@ -150,7 +188,7 @@ def run_benchmark(
     report = write_report(output_dir, config, outcomes)
     failed = [outcome for outcome in outcomes if not outcome.ok]
     if failed:
-        logger.error("%d of %d jobs failed: %s", len(failed), len(jobs), ", ".join(o.spec.id for o in failed))
+        logger.error("%d of %d jobs failed: %s", len(failed), len(to_run), ", ".join(o.spec.id for o in failed))
     logger.info("Report: %s", report.markdown)
     return BenchmarkResult(output_dir=output_dir, outcomes=outcomes, report=report)
 

@@ -13,7 +13,7 @@ import yaml
 
 from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.benchmark.cli import main
-from anomalib_promptmad.benchmark.config import BenchmarkConfigError, load_config, parse_config
+from anomalib_promptmad.benchmark.config import BenchmarkConfig, BenchmarkConfigError, load_config, parse_config
 from anomalib_promptmad.benchmark.plan import plan_jobs
 from anomalib_promptmad.benchmark.report import build_rows
 
@@ -55,6 +55,7 @@ def _minimal(root: Path | None = None) -> dict[str, Any]:
         (lambda d: d["datasets"][0].update(type="visa"), "datasets[0].type", "unknown dataset type"),
         (lambda d: d.update(image_size=[64]), "image_size", "[height, width]"),
         (lambda d: d["models"][0].update(settings=["per_class", "x"]), "models[0].settings", "subset"),
+        (lambda d: d.update(exact_fast_coreset="yes"), "exact_fast_coreset", "expected true or false"),
     ],
 )
 def test_bad_keys_are_named_with_the_file(tmp_path: Path, change: Any, key: str, problem: str) -> None:
@@ -109,9 +110,60 @@ def test_shipped_configs_parse() -> None:
     assert real.datasets[0].root == Path("../shared/data/mvtec_ad_256")
     patchcore = next(m for m in real.models if m.name == "Patchcore")
     assert patchcore.init_args["coreset_sampling_ratio"] == 0.01
+    assert real.exact_fast_coreset is False  # its finished Patchcore jobs keep their settings (issue 13)
     load_config(CONFIGS / "demo_tiny.yaml")
     ablations = load_config(CONFIGS / "ablations_bottle_pill.yaml")
     assert [m.init_args["use_text_prompts"] for m in ablations.models] == [False, True, True, True, True]
+
+
+def _missing_data(config: BenchmarkConfig) -> list[Path]:
+    """Roots of the config's real (non-demo) datasets that are absent here, as the command would resolve them."""
+    return [root for d in config.datasets if d.type != "demo" for root in d.roots if not root.is_dir()]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_plans(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every config under configs/benchmark parses and plans as ``--list`` does (real-data ones skip without data)."""
+    monkeypatch.chdir(REPO_ROOT)  # their paths are relative to the repository root, where the command runs
+    config = load_config(path)
+    missing = _missing_data(config)
+    if missing:
+        pytest.skip(f"{path.name}: real data not found at {', '.join(map(str, missing))}")
+    jobs = plan_jobs(config, tmp_path / "run", generate=False)
+    assert jobs and len({job.id for job in jobs}) == len(jobs)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.real_data
+def test_four_category_config_is_one_dataset_from_two_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mvtec_four.yaml: 3 MVTec AD categories + tire from two roots, 4 models, both settings; --list writes nothing."""
+    monkeypatch.chdir(REPO_ROOT)
+    config = load_config(CONFIGS / "mvtec_four.yaml")
+    (dataset,) = config.datasets
+    assert dataset.roots == (Path("../shared/data/mvtec_ad_256"), Path("../shared/data/mvtec_3d_ad_rgb_256"))
+    assert [m.name for m in config.models] == ["PromptMAD", "Padim", "Patchcore", "Stfpm"]
+    assert config.settings == ("unified", "per_class") and config.exact_fast_coreset
+    if _missing_data(config):
+        pytest.skip(f"real data not found at {', '.join(map(str, _missing_data(config)))}")
+    output = tmp_path / "bench_list"
+    assert main(["--config", str(CONFIGS / "mvtec_four.yaml"), "--output", str(output), "--list"]) == 0
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert not output.exists()
+    # one unified job per model, one per-class job per model and category
+    assert len(listed) == 4 + 4 * 4
+    assert [row[0] for row in listed[:4]] == [
+        f"mvtec_four__unified__{m}" for m in ("PromptMAD", "Padim", "Patchcore", "Stfpm")
+    ]
+    assert {row[3] for row in listed[:4]} == {"bottle,pill,tire,transistor"}
+    jobs = {job.id: job for job in plan_jobs(config, output, generate=False)}
+    unified = jobs["mvtec_four__unified__Patchcore"]
+    assert unified.root == [str((REPO_ROOT / root).resolve()) for root in dataset.roots]
+    assert unified.model_settings["init_args"]["coreset_sampling_ratio"] == 0.1
+    assert unified.extra == {"coreset_selection": "exact_fast"}
+    assert jobs["mvtec_four__unified__Stfpm"].model_settings["max_epochs"] == 3
+    assert jobs["mvtec_four__per_class__Padim__tire"].categories == ["tire"]
 
 
 def test_plan_resolves_shared_backbone_and_settings(tmp_path: Path) -> None:
@@ -136,6 +188,135 @@ def test_plan_resolves_shared_backbone_and_settings(tmp_path: Path) -> None:
     assert stfpm["max_epochs"] == 3
     assert stfpm["pre_processor"] == {"backbone": "tf_efficientnet_lite0", "image_size": [64, 64]}
     assert jobs[2].categories == ["disc"] and jobs[0].categories == ["disc", "fabric"]
+
+
+@pytest.fixture(scope="module")
+def two_roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two tiny MVTec-layout roots: disc in the first, fabric in the second."""
+    from anomalib_promptmad.data.demo import generate_demo_dataset
+
+    folder = tmp_path_factory.mktemp("roots")
+    sizes = {"image_size": 32, "n_train": 2, "n_test_good": 1, "n_test_defect": 1}
+    first = generate_demo_dataset(folder / "first", categories=["disc"], **sizes)
+    second = generate_demo_dataset(folder / "second", categories=["fabric"], **sizes)
+    return first, second
+
+
+def _two_root_config(roots: list[Any], categories: Any = "all") -> dict[str, Any]:
+    data = _minimal()
+    data["datasets"] = [{"name": "both", "type": "mvtec", "root": [str(r) for r in roots], "categories": categories}]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("root", "key", "problem"),
+    [
+        ([], "datasets[0].root", "needs at least one folder"),
+        (["a", 3], "datasets[0].root[1]", "expected a non-empty string"),
+        (["a", "b", "a"], "datasets[0].root[2]", "'a' is listed twice"),
+        ({"a": 1}, "datasets[0].root", "expected a non-empty string"),
+    ],
+)
+def test_bad_root_lists_are_named_with_the_file(tmp_path: Path, root: Any, key: str, problem: str) -> None:
+    """A dataset's root list is checked item by item, naming the file and the key."""
+    data = _minimal()
+    data["datasets"][0].update(type="mvtec", root=root, generate={})
+    path = _write(tmp_path, data)
+    with pytest.raises(BenchmarkConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert problem in str(caught.value)
+
+
+def test_root_list_reads_as_tuple_and_one_item_as_that_root(tmp_path: Path) -> None:
+    """Several roots stay a tuple; a list of one is that root (its jobs keep single-root settings)."""
+    data = _two_root_config(["x/a", "x/b"])
+    assert parse_config(data).datasets[0].root == (Path("x/a"), Path("x/b"))
+    assert parse_config(data).datasets[0].roots == (Path("x/a"), Path("x/b"))
+    data["datasets"][0]["root"] = ["x/a"]
+    assert parse_config(data).datasets[0].root == Path("x/a")
+    demo = _minimal()
+    demo["datasets"][0]["root"] = ["x/a", "x/b"]
+    path = _write(tmp_path, demo)
+    with pytest.raises(BenchmarkConfigError, match=r"datasets\[0\]\.root: a demo dataset has one root"):
+        load_config(path)
+
+
+def test_plan_with_two_roots_resolves_categories_across_them(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """One dataset from two roots: categories from both, every job carries the list of absolute roots."""
+    jobs = plan_jobs(parse_config(_two_root_config(list(two_roots)), source="inline"), tmp_path / "run")
+    assert [job.id for job in jobs] == [
+        "both__unified__Padim",
+        "both__per_class__Padim__disc",
+        "both__per_class__Padim__fabric",
+    ]
+    expected = [str(root.resolve()) for root in two_roots]
+    assert all(job.root == expected and job.to_dict()["root"] == expected for job in jobs)
+    assert jobs[0].categories == ["disc", "fabric"]
+
+
+def test_single_root_jobs_keep_their_settings(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """A single root (also a list of one) is still a string in the job's settings, so finished jobs resume."""
+    for root in (str(two_roots[0]), [str(two_roots[0])]):
+        data = _minimal()
+        data["datasets"] = [{"name": "one", "type": "mvtec", "root": root}]
+        job = plan_jobs(parse_config(data), tmp_path / "run")[0].to_dict()
+        assert job["root"] == str(two_roots[0].resolve())
+        # the keys of job.json before multi-root datasets: a new key would make every finished job rerun
+        assert list(job) == [
+            "id",
+            "dataset",
+            "dataset_type",
+            "root",
+            "categories",
+            "setting",
+            "model",
+            "model_settings",
+            "datamodule",
+            "seed",
+            "accelerator",
+            "threads",
+            "speed",
+            "figure",
+            "keep_checkpoints",
+            "extra",
+        ]
+        assert job["extra"] == {}
+
+
+def test_report_names_every_root_of_a_dataset(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """results.md says where a dataset's categories came from: both roots of a two-root dataset."""
+    from anomalib_promptmad.benchmark.report import write_report
+    from anomalib_promptmad.benchmark.runner import JobOutcome
+
+    config = parse_config(_two_root_config(list(two_roots)), source="inline")
+    jobs = plan_jobs(config, tmp_path / "run")
+    outcomes = [JobOutcome(job, "failed", 0.0, tmp_path / "run" / "jobs" / job.id, error="boom") for job in jobs]
+    markdown = write_report(tmp_path / "run", config, outcomes).markdown.read_text(encoding="utf-8")
+    first, second = (root.resolve() for root in two_roots)
+    assert f"- Dataset `both`: 2 roots `{first} + {second}`; categories disc, fabric." in markdown
+
+
+def test_two_root_errors_name_the_key_and_the_root(tmp_path: Path, two_roots: tuple[Path, Path]) -> None:
+    """A missing root, a category under two roots and an unknown category: errors naming the key, before any job."""
+    first, second = two_roots
+    duplicate = tmp_path / "duplicate"  # a third root that holds disc again
+    duplicate.mkdir()
+    (duplicate / "disc").symlink_to(first / "disc", target_is_directory=True)
+    absent = tmp_path / "absent"
+    cases = [
+        ([first, absent], "all", "datasets[0].root[1]", f"dataset folder '{absent}' does not exist"),
+        ([first, second, duplicate], "all", "datasets[0].root", "found under more than one root"),
+        ([first, second], ["disc", "cable"], "datasets[0].categories", "'cable'"),
+        ([first, second, first / "disc" / ".."], "all", "datasets[0].root[2]", "same folder as datasets[0].root[0]"),
+    ]
+    for roots, categories, key, problem in cases:
+        path = _write(tmp_path, _two_root_config(roots, categories))
+        with pytest.raises(BenchmarkConfigError) as caught:
+            plan_jobs(load_config(path), tmp_path / "run")
+        assert str(caught.value).startswith(f"{path}: {key}: "), str(caught.value)
+        assert problem in str(caught.value)
+    assert not (tmp_path / "run").exists()
 
 
 def _result(job_id: str, setting: str, metrics: dict[str, float], fit_s: float, memory: float) -> dict[str, Any]:
