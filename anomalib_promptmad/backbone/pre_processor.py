@@ -13,16 +13,26 @@ stock CLI, can set it in two plain values::
 
 The transform is anomalib's usual ``Compose([Resize, Normalize])``, so checkpoints store it as plain data
 (anomalib restores it on load, with or without this package's class) and exports embed it as usual.
+
+``anomalib test`` / ``predict`` with ``--ckpt_path``: anomalib's datamodules copy the model's ``Resize`` into
+their datasets in ``setup``, which Lightning runs *before* it restores the checkpoint, so the datasets resized
+to the size given on the command line (256 by default) while the restored transform then resized to the
+trained size: other pixels, other metrics than the test at the end of training. At the start of a test or a
+prediction this pre-processor gives the datasets its (restored) resize again, as PromptMAD does for itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from anomalib.pre_processing import PreProcessor
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from .feature_extractor import backbone_mean_std
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningModule, Trainer
 
 __all__ = ["BackbonePreProcessor"]
 
@@ -61,3 +71,20 @@ class BackbonePreProcessor(PreProcessor):
         super().__init__(transform=Compose([Resize(size, antialias=True), Normalize(mean=mean, std=std)]))
         self.backbone = backbone
         self.image_size = size
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Resize the datamodule's datasets as this (possibly checkpoint-restored) transform does."""
+        del pl_module
+        _resize_datamodule_like_model(trainer)
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Resize the datamodule's datasets as this (possibly checkpoint-restored) transform does."""
+        del pl_module
+        _resize_datamodule_like_model(trainer)
+
+
+def _resize_datamodule_like_model(trainer: Trainer) -> None:
+    """Re-run anomalib's own copy of the model's ``Resize`` into the datasets (idempotent; none without one)."""
+    update = getattr(getattr(trainer, "datamodule", None), "_update_augmentations", None)  # AnomalibDataModule's
+    if callable(update):
+        update()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,14 +91,21 @@ def test_stock_anomalib_train_with_the_padim_config_offline(tmp_path: Path) -> N
     """`promptmad-weights install`, then the stock `anomalib train --model configs/baselines/padim_lite2.yaml`.
 
     Offline (HF_HUB_OFFLINE=1) on generated data; the checkpoint's backbone tensors are the packaged ones and its
-    stored pre-processor normalises with Lite2's mean = std = 0.5.
+    stored pre-processor normalises with Lite2's mean = std = 0.5. `anomalib test --ckpt_path` with the same model
+    file but without the size override reprints the metrics of the test at the end of training.
     """
     from anomalib_promptmad import generate_demo_dataset
 
     data = generate_demo_dataset(
         tmp_path / "demo", categories=["disc", "fabric"], image_size=64, n_train=6, n_test_good=2, n_test_defect=1
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",  # Rich prints whole metric names and values
+    }
 
     def run(*command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -112,7 +120,8 @@ def test_stock_anomalib_train_with_the_padim_config_offline(tmp_path: Path) -> N
         "--default_root_dir", str(tmp_path / "results"), "--trainer.logger", "false",
     )  # fmt: skip
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-4000:]
-    assert "pixel_AUROC" in trained.stdout
+    metrics = _metrics(trained.stdout)
+    assert set(metrics) == {"image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score"}
 
     (checkpoint_path,) = (tmp_path / "results").rglob("model.ckpt")
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -123,3 +132,17 @@ def test_stock_anomalib_train_with_the_padim_config_offline(tmp_path: Path) -> N
     normalize = checkpoint["anomalib_pre_processor_config"]["transform"]["init_args"]["transforms"][1]
     assert normalize["init_args"]["mean"] == [0.5, 0.5, 0.5]
     assert normalize["init_args"]["std"] == [0.5, 0.5, 0.5]
+
+    tested = run(
+        anomalib, "test", "--model", str(CONFIGS / "padim_lite2.yaml"), "--ckpt_path", str(checkpoint_path),
+        "--data", "MultiClassMVTecAD", "--data.root", str(data), "--data.num_workers", "0",
+        "--default_root_dir", str(tmp_path / "tested"), "--trainer.logger", "false",
+    )  # fmt: skip
+    assert tested.returncode == 0, tested.stdout[-2000:] + tested.stderr[-4000:]
+    assert _metrics(tested.stdout) == metrics  # the checkpoint's 64 px, not the model file's 256
+
+
+def _metrics(output: str) -> dict[str, float]:
+    """The test metrics of anomalib's Rich table ("│ pixel_AUROC │ 0.98 │")."""
+    rows = (re.match(r"^[│┃]\s*([\w/]+)\s*[│┃]\s*(-?[0-9.eE+-]+)\s*[│┃]\s*$", line) for line in output.splitlines())
+    return {row.group(1): float(row.group(2)) for row in rows if row}
