@@ -221,6 +221,15 @@ def test_synthesizer_rejects_bad_input() -> None:
         AnomalySynthesizer(cutpaste_probability=1.5)
 
 
+def test_synthesizer_accepts_the_rounding_of_a_resize() -> None:
+    """A downscaled image of pure white holds 1.0000001: clamped to [0, 1], not refused."""
+    white = torch.nn.functional.interpolate(torch.ones(2, 3, 40, 40), size=(16, 16), mode="bilinear", antialias=True)
+    images = (white + 1e-7).clamp_min(0)
+    anomalous, masks = AnomalySynthesizer()(images, torch.Generator().manual_seed(0))
+    assert anomalous.min() >= 0 and anomalous.max() <= 1
+    assert masks.shape == (2, 1, 16, 16)
+
+
 def test_synthesizer_speed() -> None:
     """A batch of 8 at 256 x 256 takes tens of milliseconds on one core (bound loose for shared CPUs).
 

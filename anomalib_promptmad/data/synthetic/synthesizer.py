@@ -66,6 +66,9 @@ from anomalib_promptmad.data.synthetic.spots import spots
 
 __all__ = ["FALLBACK_FAMILY", "TEXTURE_EXTENSIONS", "AnomalySynthesizer", "SynthesisResult", "TextureFolder"]
 
+# images a little outside [0, 1] (float rounding of a resize) are clamped, not refused
+_RANGE_TOLERANCE = 1e-3
+
 # Families called as f(images, generator, foreground, threshold=...) with nothing else.
 _PLAIN_FAMILIES: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
     "spot": spots,
@@ -254,9 +257,11 @@ class AnomalySynthesizer:
         if images.ndim != 4 or images.shape[1] != 3:
             msg = f"images must have shape (B, 3, H, W), got {tuple(images.shape)}"
             raise ValueError(msg)
-        if images.numel() and (images.min() < 0 or images.max() > 1):
+        if images.numel() and (images.min() < -_RANGE_TOLERANCE or images.max() > 1 + _RANGE_TOLERANCE):
             msg = "images must be in [0, 1] (un-normalised); apply the synthesizer before mean/std normalisation"
             raise ValueError(msg)
+        # a resize rounds pure white to 1.0000001: that is [0, 1], not a normalised image
+        images = images.clamp(0, 1)
         batch_size, _, height, width = images.shape
         if foreground is not None:
             if foreground.shape != (batch_size, 1, height, width):
