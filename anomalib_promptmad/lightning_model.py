@@ -36,7 +36,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torchvision.transforms.v2 import Resize
 from tqdm import tqdm
 
@@ -162,6 +162,16 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         prompt_candidates: Normal image prompts kept per category (the medoid, then the most different
             images by global descriptor); 1 is OneNIP's single fixed prompt.
         retrieved_prompts: Prompts used per test image, the nearest candidates by global descriptor.
+        token_resampling: How the backbone levels reach the stride-16 token grid: ``"area"`` (finer levels
+            area-averaged, every level registered to its pixels) or ``"bilinear"`` (OneNIP's ``align_corners=True``
+            resize, which point-samples the fine levels; checkpoints saved before this option load with it).
+        standardize_tokens: Standardise each token channel with the mean and standard deviation of normal training
+            tokens, measured once before training (up to ``calibration_images`` per category): the reconstruction
+            loss and the distance map ``D`` then weigh every channel by its normal variation instead of being
+            decided by the few channels of largest scale.
+        segmentor_reads_features: Feed the segmentor the query features beside the reconstruction residual (the
+            first design). ``False`` (default) makes the residual its only stride-16 evidence, so it cannot learn to
+            spot synthetic artefacts in the raw appearance.
         feature_cache_mb: Memory budget (MB) for the frozen backbone's features of the clean training images,
             reused across epochs (about 0.8 MB per 256 px image with the default backbone); 0 switches the
             cache off. It is also off when the datamodule has training augmentations.
@@ -226,6 +236,9 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         matching_coreset_ratio: float = 0.1,
         prompt_candidates: int = 1,
         retrieved_prompts: int = 1,
+        token_resampling: str = "area",
+        standardize_tokens: bool = True,
+        segmentor_reads_features: bool = False,
         feature_cache_mb: float = 2048,
         anomaly_families: dict[str, float] | None = None,
         change_threshold: float = DEFAULT_CHANGE_THRESHOLD,
@@ -308,6 +321,9 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             score_pool_size=score_pool_size,
             use_prompt_matching=use_prompt_matching,
             retrieved_prompts=retrieved_prompts,
+            token_resampling=token_resampling,
+            standardize_tokens=standardize_tokens,
+            segmentor_reads_features=segmentor_reads_features,
         )
         self.loss = PromptMADLoss(
             reconstruction_weight=reconstruction_weight,
@@ -551,7 +567,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         self._foregrounds = [found.get(name) for name in self.categories]
 
     def on_fit_start(self) -> None:
-        """Estimate the object masks and the training precision; start an empty feature cache."""
+        """Fit the token statistics; estimate the object masks and the precision; start an empty feature cache."""
+        self._fit_token_statistics()
         self._estimate_foregrounds()
         self._training_dtype = resolve_training_precision(self.training_precision, self.device.type)
         logger.info("PromptMAD training forward pass in %s", self._training_dtype or torch.float32)
@@ -563,6 +580,35 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             logger.info("Training augmentations are set: the backbone features of training images are not cached.")
             return
         self.feature_cache = FeatureCache(self.feature_cache_mb)
+
+    @torch.no_grad()
+    def _fit_token_statistics(self, dataset: Any = None) -> None:  # noqa: ANN401 - any anomalib dataset
+        """Standardisation statistics of the tokens, from up to ``calibration_images`` training images per category.
+
+        Fitted once, before the first step: everything trained depends on them, so a resumed run keeps the ones
+        its checkpoint holds.
+
+        Args:
+            dataset: Normal training images; default ``trainer.datamodule.train_data``.
+        """
+        tokenizer = self.model.tokenizer
+        if dataset is None:
+            dataset = getattr(self._datamodule(), "train_data", None)
+        if tokenizer.has_statistics or dataset is None:
+            return
+        taken: dict[int, int] = {}
+        chosen = []
+        for position, label in enumerate(self.category_indices(list(dataset.samples.image_path)).tolist()):
+            if taken.get(label, 0) < self.calibration_images:
+                taken[label] = taken.get(label, 0) + 1
+                chosen.append(position)
+        loader = DataLoader(Subset(dataset, chosen), batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
+        tokens = [
+            self.model.unstandardized_tokens(self._network_input(batch.image))
+            for batch in tqdm(loader, desc="PromptMAD token statistics", leave=False, disable=None)
+        ]
+        tokenizer.fit_statistics(torch.cat(tokens))
+        logger.info("PromptMAD: token standardisation fitted on %d training images", len(chosen))
 
     def on_fit_end(self) -> None:
         """Free the cache: it is only useful while training."""
@@ -664,6 +710,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         assert self.categories is not None  # noqa: S101 - resolved in setup
         was_training = self.model.training
         self.model.eval()
+        self._fit_token_statistics(dataset)  # set before training; missing only where calibrate() is called by hand
         loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
         descriptors, labels, images_by_category = [], [], {}
         patches: dict[int, list[torch.Tensor]] = {}

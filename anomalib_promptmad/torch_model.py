@@ -80,6 +80,12 @@ class PromptMADModel(DynamicBufferMixin):
         matching_strides: Backbone strides whose levels make the matching embedding (Patchcore's 8 and 16).
         retrieved_prompts: Candidate prompts used per test image (the nearest by global descriptor); with
             more than one, each token keeps the reconstruction of the prompt that explains it best.
+        token_resampling: How backbone levels reach the token grid: ``"area"`` (finer levels area-averaged) or
+            ``"bilinear"`` (OneNIP's ``align_corners=True`` resize). See :class:`FeatureTokenizer`.
+        standardize_tokens: Standardise every token channel with normal training statistics (fitted before
+            training), so that the distance map weighs each channel by its normal variation.
+        segmentor_reads_features: Feed the segmentor the query features beside the residual (the first design);
+            ``False`` makes the residual its only stride-16 evidence.
     """
 
     def __init__(
@@ -107,6 +113,9 @@ class PromptMADModel(DynamicBufferMixin):
         use_prompt_matching: bool = False,
         matching_strides: Sequence[int] = (8, 16),
         retrieved_prompts: int = 1,
+        token_resampling: str = "area",
+        standardize_tokens: bool = True,
+        segmentor_reads_features: bool = False,
     ) -> None:
         super().__init__()
         image_size = (int(image_size[0]), int(image_size[1]))
@@ -127,7 +136,13 @@ class PromptMADModel(DynamicBufferMixin):
         self.backbone = MultiScaleFeatureExtractor(backbone, layers=layers, weights=backbone_weights)
         self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
-        self.tokenizer = FeatureTokenizer(self.backbone.out_channels, self.backbone.strides, TOKEN_STRIDE)
+        self.tokenizer = FeatureTokenizer(
+            self.backbone.out_channels,
+            self.backbone.strides,
+            TOKEN_STRIDE,
+            resampling=token_resampling,
+            standardize=standardize_tokens,
+        )
         feature_channels = self.tokenizer.out_channels
 
         self.text_tokens = TextTokens(hidden_dim) if use_text_prompts else None
@@ -157,6 +172,7 @@ class PromptMADModel(DynamicBufferMixin):
                 [self.backbone.out_channels[index] for index in self._skip_levels],
                 text_dim,
                 dim=segmentor_dim,
+                read_features=segmentor_reads_features,
             )
             if diffusion_steps:
                 self.diffusion = DiffusionRefinement(
@@ -220,6 +236,16 @@ class PromptMADModel(DynamicBufferMixin):
             features = self.tokenizer(levels, (images.shape[-2] // TOKEN_STRIDE, images.shape[-1] // TOKEN_STRIDE))
         return levels, features
 
+    @torch.no_grad()
+    def unstandardized_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H/16, W/16)`` token features before standardisation (what its statistics are fitted on).
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1].
+        """
+        levels = self.backbone((images - self.pixel_mean) / self.pixel_std)
+        return self.tokenizer.concatenate(levels, (images.shape[-2] // TOKEN_STRIDE, images.shape[-1] // TOKEN_STRIDE))
+
     def backbone_features(self, images: torch.Tensor) -> BackboneFeatures:
         """What the trainable heads need from the frozen backbone.
 
@@ -253,7 +279,7 @@ class PromptMADModel(DynamicBufferMixin):
         buffers = [self.prompt_memory, self.map_scale, self.prototypes, self.fusion_weight, self.fusion_product]
         if self.patch_bank is not None:
             buffers += [self.patch_bank.patches, self.matching_scale, self.fusion_matching]
-        return all(buffer.numel() > 0 for buffer in buffers)
+        return self.tokenizer.has_statistics and all(buffer.numel() > 0 for buffer in buffers)
 
     @property
     def num_categories(self) -> int:

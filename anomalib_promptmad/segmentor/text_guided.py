@@ -3,10 +3,15 @@
 
 """PromptMAD's text-guided segmentor.
 
-Multi-scale convolutional features (the reconstruction residual and the query features at stride 16,
-the backbone's stride-8 and stride-4 maps on the way up) are fused with Transformer spatial attention
-whose tokens also cross-attend to the class text tokens ``[normal, anomalous]``. The output is a
-stride-4 feature map (the conditioning of the diffusion refinement) and coarse anomaly logits.
+Multi-scale convolutional features (the reconstruction residual at stride 16, the backbone's stride-8 and
+stride-4 maps on the way up) are fused with Transformer spatial attention whose tokens also cross-attend to
+the class text tokens ``[normal, anomalous]``. The output is a stride-4 feature map (the conditioning of the
+diffusion refinement) and coarse anomaly logits.
+
+The residual ``|reconstruction - features|`` is the segmentor's evidence at stride 16: what the prompt could
+not explain. Given the query features as well (``read_features=True``, the first design), a segmentor trained
+on synthetic defects can learn to spot the synthetic artefacts themselves (pasted edges, blended textures) in
+the raw appearance instead of reading the residual, and such a detector does not transfer to real defects.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ class SpatialTextAttention(nn.Module):
 
 
 class TextGuidedSegmentor(nn.Module):
-    """Residual + query features (stride 16) -> stride-4 features and coarse anomaly logits.
+    """Residual (and optionally query features) at stride 16 -> stride-4 features and coarse anomaly logits.
 
     Args:
         feature_channels: Channels of the stride-16 feature map (and of the residual).
@@ -94,6 +99,7 @@ class TextGuidedSegmentor(nn.Module):
         dim: Width at stride 16.
         num_heads: Attention heads.
         decoder_channels: Widths at stride 8 and stride 4.
+        read_features: Also read the query features at stride 16 (beside the residual).
     """
 
     def __init__(
@@ -104,12 +110,14 @@ class TextGuidedSegmentor(nn.Module):
         dim: int = 128,
         num_heads: int = 4,
         decoder_channels: Sequence[int] = (64, 32),
+        read_features: bool = False,
     ) -> None:
         super().__init__()
         if len(skip_channels) != 2 or len(decoder_channels) != 2:
             msg = "the segmentor needs exactly two skip levels (strides 8 and 4) and two decoder widths"
             raise ValueError(msg)
-        self.fuse = _conv_bn_relu(2 * feature_channels, dim, 1)
+        self.read_features = read_features
+        self.fuse = _conv_bn_relu((2 if read_features else 1) * feature_channels, dim, 1)
         self.attention = SpatialTextAttention(dim, num_heads, text_dim)
         self.up8 = nn.ConvTranspose2d(dim, decoder_channels[0], 2, stride=2)
         self.block8 = _separable_block(decoder_channels[0] + skip_channels[0], decoder_channels[0])
@@ -129,14 +137,15 @@ class TextGuidedSegmentor(nn.Module):
 
         Args:
             residual: ``(B, C, h, w)`` ``|reconstruction - features|``.
-            features: ``(B, C, h, w)`` query features.
+            features: ``(B, C, h, w)`` query features (read only with ``read_features``).
             skips: Backbone maps ``(B, c8, ~2h, ~2w)`` and ``(B, c4, ~4h, ~4w)``; resized if needed.
             text: ``(B, T, text_dim)`` text tokens or ``None``.
 
         Returns:
             ``(features, logits)``: ``(B, out_channels, 4h, 4w)`` and ``(B, 1, 4h, 4w)``.
         """
-        x = self.attention(self.fuse(torch.cat([residual, features], dim=1)), text)
+        evidence = torch.cat([residual, features], dim=1) if self.read_features else residual
+        x = self.attention(self.fuse(evidence), text)
         x = self.up8(x)
         x = self.block8(torch.cat([x, _match(skips[0], x)], dim=1))
         x = self.up4(x)
