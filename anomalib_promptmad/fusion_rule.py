@@ -8,9 +8,15 @@ prompt-matching distance ``M`` fail in different ways: on a textured part the se
 texture that looks like the synthetic anomalies it was trained on, the distance map is diffuse at borders
 and fine detail, and ``M`` needs no training at all but cannot tell a rare normal patch from a defect. Which
 mix localises best depends on the category, so each category gets the rule that ranks pixels best on the
-validation split (held-out normal training images plus synthetic defects, never test images): the highest
+validation split (held-out normal training images plus synthetic defects, never test images), scored by the
 mean of pixel AP and pixel AUROC, so that a rule that finds the bulk of a defect but ranks the rest of it
 below normal texture (high AP, poor AUROC) does not win.
+
+Real defects are none of the synthetic families, so a rule must work for all of them: with the family of each
+validation defect known, every family is scored on its own defects against all normal validation images and a
+rule counts by its worst family (ties: the mean over families). Pooling the pixels instead lets the family
+with the largest defects decide; on the four real categories here that choice gave a mean test pixel AP of
+0.52, against 0.61 by the worst family (same maps, see the model README).
 
 Candidates: the weighted sums ``w_D * D + w_P * P + w_M * M`` with weights on a 0.1 grid of the simplex
 (``w_M = 0`` without prompt matching, which leaves ``(1 - w) * D + w * P`` for ``w`` in 0, 0.1, ..., 1)
@@ -27,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +42,14 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from anomalib_promptmad.anomaly_map import fuse_maps
 
-__all__ = ["CANDIDATE_RULES", "FusionRule", "candidate_rules", "choose_fusion_rule", "ranking_quality"]
+__all__ = [
+    "CANDIDATE_RULES",
+    "FusionRule",
+    "candidate_rules",
+    "choose_fusion_rule",
+    "family_ranking_quality",
+    "ranking_quality",
+]
 
 
 @dataclass(frozen=True)
@@ -119,14 +133,41 @@ def ranking_quality(scores: torch.Tensor, mask: torch.Tensor) -> float:
     return 0.5 * float(binary_average_precision(scores, labels) + binary_auroc(scores, labels))
 
 
+def family_ranking_quality(scores: torch.Tensor, mask: torch.Tensor, families: Sequence[str]) -> list[float]:
+    """:func:`ranking_quality` of each defect family, on its defects against every normal image.
+
+    Args:
+        scores: ``(N, 1, H, W)`` anomaly maps.
+        mask: ``(N, 1, H, W)`` ground truth; images without an anomalous pixel are the normal ones.
+        families: The defect family of each image (ignored for normal images).
+
+    Returns:
+        One quality per family that has a defect, in sorted family order.
+    """
+    if len(families) != mask.shape[0]:
+        msg = f"one family per image is needed: {len(families)} families for {mask.shape[0]} images"
+        raise ValueError(msg)
+    anomalous = mask.flatten(1).any(1).tolist()
+    names = sorted({family for family, bad in zip(families, anomalous, strict=True) if bad})
+    qualities = []
+    for name in names:
+        keep = torch.tensor([not bad or family == name for family, bad in zip(families, anomalous, strict=True)])
+        qualities.append(ranking_quality(scores[keep], mask[keep]))
+    return qualities
+
+
 def choose_fusion_rule(
     distance: torch.Tensor,
     probability: torch.Tensor,
     mask: torch.Tensor,
     candidates: tuple[FusionRule, ...] = CANDIDATE_RULES,
     matching: torch.Tensor | None = None,
+    families: Sequence[str] | None = None,
 ) -> tuple[FusionRule, dict[FusionRule, float]]:
-    """Pick the rule that ranks the anomalous pixels best (:func:`ranking_quality`); ties go to the earlier one.
+    """Pick the rule that ranks the anomalous pixels best; ties go to the earlier one.
+
+    With ``families``, a rule's score is its worst family's :func:`family_ranking_quality` (ties: the mean
+    over families); without, the :func:`ranking_quality` of all pixels pooled.
 
     Args:
         distance: ``(N, 1, H, W)`` scaled distance maps of one category's validation images.
@@ -135,9 +176,11 @@ def choose_fusion_rule(
         candidates: Rules to try.
         matching: ``(N, 1, H, W)`` scaled prompt-matching maps, or ``None`` without prompt matching (then
             only rules with ``matching == 0`` may be candidates).
+        families: The defect family of each image (normal images: any value), or ``None``.
 
     Returns:
-        ``(best rule, mean of pixel AP and pixel AUROC of every candidate)``.
+        ``(best rule, score of every candidate)``: the score is the worst family's mean of pixel AP and pixel
+        AUROC (pooled without ``families``).
 
     Raises:
         ValueError: The masks have no anomalous pixel (nothing to rank), or a candidate needs ``M`` and none
@@ -149,6 +192,12 @@ def choose_fusion_rule(
     if matching is None and any(rule.matching and not rule.product for rule in candidates):
         msg = "fusion candidates weight the prompt-matching map M, but no M maps were given"
         raise ValueError(msg)
-    scores = {rule: ranking_quality(rule.apply(distance, probability, matching), mask) for rule in candidates}
-    best = max(candidates, key=lambda rule: scores[rule])  # max keeps the first of equal values
-    return best, scores
+    if families is None:
+        scores = {rule: ranking_quality(rule.apply(distance, probability, matching), mask) for rule in candidates}
+        best = max(candidates, key=lambda rule: scores[rule])  # max keeps the first of equal values
+        return best, scores
+    per_family = {
+        rule: family_ranking_quality(rule.apply(distance, probability, matching), mask, families) for rule in candidates
+    }
+    best = max(candidates, key=lambda rule: (min(per_family[rule]), sum(per_family[rule])))
+    return best, {rule: min(qualities) for rule, qualities in per_family.items()}

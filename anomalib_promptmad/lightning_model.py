@@ -857,7 +857,8 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
                 continue
             rule, scores = choices[name]
             logger.info(
-                "PromptMAD fusion for '%s': %s (validation pixel AP %.3f; fixed %s: %.3f)",
+                "PromptMAD fusion for '%s': %s (validation, worst defect family's mean of pixel AP and AUROC %.3f; "
+                "fixed %s: %.3f)",
                 name,
                 rule,
                 scores[rule],
@@ -885,19 +886,21 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             self.model.train(was_training)
         candidates = candidate_rules(with_matching=self.model.uses_prompt_matching)
         return {
-            self.categories[index]: choose_fusion_rule(distance, probability, mask, candidates, matching)
-            for index, (distance, probability, matching, mask) in sorted(maps.items())
+            self.categories[index]: choose_fusion_rule(distance, probability, mask, candidates, matching, families)
+            for index, (distance, probability, matching, mask, families) in sorted(maps.items())
             if bool(mask.any())
         }
 
     def _validation_maps(
         self,
         validation: Any,  # noqa: ANN401 - any anomalib dataset
-    ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
-        """Per true category: the validation images' ``(D, P, M, mask)``, each ``(N, 1, h, w)``, ``h, w <= 128``.
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, list[str]]]:
+        """Per true category: the validation images' ``(D, P, M, mask, families)``, maps ``(N, 1, h, w)``, ``h, w <= 128``.
 
-        ``M`` is ``None`` without prompt matching.
+        ``M`` is ``None`` without prompt matching. The family of a defect is the one the synthetic validation set
+        assigned it (``anomaly_family``), else the image's folder (MVTec's defect type for real defects).
         """
+        family_of = getattr(validation, "anomaly_family", lambda path: Path(path).parent.name)
         loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
         size = (min(self.image_size[0], _FUSION_SELECTION_SIZE), min(self.image_size[1], _FUSION_SELECTION_SIZE))
         collected: dict[int, list[tuple[torch.Tensor, ...]]] = {}
@@ -912,12 +915,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             components = [maps.distance, maps.probability] + ([maps.matching] if maps.matching is not None else [])
             pooled = [F.adaptive_avg_pool2d(component, size).cpu() for component in components]
             for item, label in enumerate(self.category_indices(batch.image_path).tolist()):
-                collected.setdefault(label, []).append(tuple(part[item : item + 1] for part in [*pooled, mask]))
+                parts = tuple(part[item : item + 1] for part in [*pooled, mask])
+                family = family_of(batch.image_path[item]) if bool(mask[item].any()) else "normal"
+                collected.setdefault(label, []).append((parts, family))
         result = {}
         for label, items in collected.items():
-            parts = [torch.cat(column) for column in zip(*items, strict=True)]
+            parts = [torch.cat(column) for column in zip(*(item for item, _ in items), strict=True)]
             matching = parts[2] if len(parts) == 4 else None
-            result[label] = (parts[0], parts[1], matching, parts[-1])
+            result[label] = (parts[0], parts[1], matching, parts[-1], [family for _, family in items])
         return result
 
     # ------------------------------------------------------------------ checkpoints

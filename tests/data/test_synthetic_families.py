@@ -250,6 +250,38 @@ def test_validation_anomalies_come_only_from_held_out_families_on_the_foreground
     assert len(families & set(VALIDATION_FAMILIES)) >= 2
 
 
+def test_validation_families_are_assigned_in_equal_shares_and_synthesised_as_assigned(tmp_path: Path) -> None:
+    from anomalib.data.datasets.image.mvtecad import MVTecADDataset
+
+    from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+
+    _write_category(tmp_path, "disc", (40, 60, 150), count=9)
+    source = MVTecADDataset(root=tmp_path, category="disc", split="train")
+    dataset = SyntheticAnomalyDataset(source, seed=0)
+    anomalous = [i for i in range(len(dataset)) if dataset.samples.iloc[i].label_index == 1]
+    assigned = [dataset.anomaly_family(dataset.samples.iloc[i].image_path) for i in anomalous]
+    assert sorted(assigned) == sorted(list(VALIDATION_FAMILIES) * 3)  # 9 images, 3 families, 3 each
+    made = [dataset.anomaly(i).families[0] for i in anomalous]
+    assert all(got in {want, FALLBACK_FAMILY} for got, want in zip(made, assigned, strict=True))
+    assert sum(got == want for got, want in zip(made, assigned, strict=True)) >= 7
+    again = SyntheticAnomalyDataset(source, seed=0)
+    assert [again.anomaly_family(dataset.samples.iloc[i].image_path) for i in anomalous] == assigned
+    # without a foreground every category is a texture: parts cannot be misplaced
+    textures = SyntheticAnomalyDataset(source, seed=0, foreground=False)
+    names = {textures.anomaly_family(textures.samples.iloc[i].image_path) for i in anomalous}
+    assert names == set(VALIDATION_FAMILIES) - OBJECT_ONLY_FAMILIES
+
+
+def test_a_synthesizer_restricted_to_one_family_draws_only_it() -> None:
+    images, disc = _objects(6)
+    synthesizer = AnomalySynthesizer(families=VALIDATION_FAMILIES)
+    result = synthesizer.drawing_only("color_shift").synthesize(images, torch.Generator().manual_seed(0), disc)
+    assert set(result.families) <= {"color_shift", FALLBACK_FAMILY}
+    assert synthesizer.families == list(VALIDATION_FAMILIES)  # the original is unchanged
+    with pytest.raises(ValueError, match="does not draw 'spot'"):
+        synthesizer.drawing_only("spot")
+
+
 # ------------------------------------------------------------------ foreground estimate
 
 

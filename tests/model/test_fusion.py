@@ -19,6 +19,7 @@ from anomalib_promptmad.fusion_rule import (
     FusionRule,
     candidate_rules,
     choose_fusion_rule,
+    family_ranking_quality,
     ranking_quality,
 )
 
@@ -78,6 +79,41 @@ def test_choose_fusion_rule_takes_the_matching_map_where_only_it_localises() -> 
     assert len(scores) == 66 + 1
     with pytest.raises(ValueError, match="no M maps"):
         choose_fusion_rule(distance, probability, mask, candidate_rules(with_matching=True))
+
+
+def _two_families() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """4 normal images, 2 with large defects only ``P`` finds, 2 with small ones only ``D`` finds.
+
+    ``D`` also fires on a row of each normal image, so pooled pixels (dominated by the large defects) favour ``P``.
+    """
+    generator = torch.Generator().manual_seed(0)
+    distance = 0.5 * torch.rand(8, 1, 16, 16, generator=generator)
+    probability = 0.5 * torch.rand(8, 1, 16, 16, generator=generator)
+    mask = torch.zeros(8, 1, 16, 16, dtype=torch.bool)
+    mask[4:6, :, :8, :8] = True  # family "large"
+    mask[6:8, :, 12:14, 12:14] = True  # family "small"
+    probability[4:6][mask[4:6]] = 1.0
+    distance[6:8][mask[6:8]] = 1.0
+    distance[:4, :, 0, :] = 1.0  # D's false alarms on normal images
+    return distance, probability, mask, ["normal"] * 4 + ["large"] * 2 + ["small"] * 2
+
+
+def test_choose_fusion_rule_by_families_takes_the_rule_that_works_for_every_family() -> None:
+    distance, probability, mask, families = _two_families()
+    robust, scores = choose_fusion_rule(distance, probability, mask, families=families)
+    assert 0.0 < robust.weight < 1.0 and not robust.product  # both maps: each finds one family
+    per_family = family_ranking_quality(robust.apply(distance, probability), mask, families)
+    assert scores[robust] == pytest.approx(min(per_family))
+    assert set(scores) == set(CANDIDATE_RULES)
+    # pooled pixels lean to P, which ranks the many large-defect pixels first, and do worse on the small family
+    pooled, _ = choose_fusion_rule(distance, probability, mask)
+    assert pooled.weight > robust.weight
+    pooled_family = family_ranking_quality(pooled.apply(distance, probability), mask, families)
+    assert min(pooled_family) < min(per_family)
+    p_only = family_ranking_quality(FusionRule(weight=1.0).apply(distance, probability), mask, families)
+    assert min(p_only) < 0.35  # P alone misses the small defects
+    with pytest.raises(ValueError, match="one family per image"):
+        choose_fusion_rule(distance, probability, mask, families=families[:-1])
 
 
 def test_fusion_rule_names_and_limits() -> None:

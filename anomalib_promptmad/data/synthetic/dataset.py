@@ -15,6 +15,12 @@ By default its anomalies come only from the families held out of training
 (:data:`~anomalib_promptmad.data.synthetic.families.VALIDATION_FAMILIES`: colour shifts, misplaced parts,
 textures of other categories), placed on each category's foreground estimated from the source's normal
 images, so validation scores measure how the model does on defect kinds it never trained on.
+
+Each anomalous sample is assigned one family before anything is synthesised: within a category, the samples
+ordered by their seed take the families in turn (object-only families are skipped for textures), so every
+family gets an equal share of a small split and :meth:`SyntheticAnomalyDataset.anomaly_family` names a
+sample's family without synthesising it. Choices made on validation (the fusion rules) can then be scored
+per family, so that one family that happens to suit a rule does not decide for the whole category.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from anomalib.data.utils import LabelName, read_image
 from torchvision import tv_tensors
 
 from anomalib_promptmad.data.category import category_from_path
-from anomalib_promptmad.data.synthetic.families import VALIDATION_FAMILIES
+from anomalib_promptmad.data.synthetic.families import OBJECT_ONLY_FAMILIES, VALIDATION_FAMILIES
 from anomalib_promptmad.data.synthetic.foreground import category_foregrounds, foreground_batch
 from anomalib_promptmad.data.synthetic.synthesizer import AnomalySynthesizer, SynthesisResult
 
@@ -93,6 +99,7 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         self.samples = samples
         self._categories = [self._category_of(path) for path in normal.image_path]
         self.foregrounds = category_foregrounds(normal.image_path, self._category_of) if foreground else {}
+        self._families = self._assign_families(list(normal.image_path))
 
     @property
     def name(self) -> str:
@@ -107,6 +114,28 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         """
         key = "/".join(Path(image_path).parts[-4:])
         return zlib.crc32(f"{self.seed}:{key}".encode())
+
+    def _assign_families(self, image_paths: list[str]) -> dict[str, str]:
+        """``{image path: family}``: per category, the paths ordered by seed take the families in turn."""
+        by_category: dict[str, list[str]] = {}
+        for path in image_paths:
+            by_category.setdefault(self._category_of(path), []).append(path)
+        assigned = {}
+        for category, paths in by_category.items():
+            names = self.synthesizer.families
+            if self.foregrounds.get(category) is None:  # a texture: no part to misplace or remove
+                names = [name for name in names if name not in OBJECT_ONLY_FAMILIES] or names
+            for rank, path in enumerate(sorted(paths, key=lambda path: (self.item_seed(path), path))):
+                assigned[path] = names[rank % len(names)]
+        return assigned
+
+    def anomaly_family(self, image_path: str) -> str:
+        """The family assigned to the anomaly made from ``image_path`` (the synthesised one may fall back).
+
+        Raises:
+            KeyError: If ``image_path`` is not a source image of this dataset.
+        """
+        return self._families[image_path]
 
     def _category_of(self, image_path: str) -> str:
         try:
@@ -131,7 +160,8 @@ class SyntheticAnomalyDataset(AnomalibDataset):
                 donor = F.interpolate(donor[None], size=image.shape[-2:], mode="bilinear", antialias=True)[0]
             donors = donor.unsqueeze(0).clamp(0.0, 1.0)
         foreground = foreground_batch([self.foregrounds.get(category)], *image.shape[-2:])
-        return self.synthesizer.synthesize(image, torch.Generator().manual_seed(seed), foreground, donors=donors)
+        synthesizer = self.synthesizer.drawing_only(self._families[row.image_path])
+        return synthesizer.synthesize(image, torch.Generator().manual_seed(seed), foreground, donors=donors)
 
     def __getitem__(self, index: int) -> ImageItem:
         """Sample ``index``: the normal image, or its synthetic anomaly with the exact mask."""

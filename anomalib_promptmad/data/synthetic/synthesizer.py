@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -213,6 +214,19 @@ class AnomalySynthesizer:
     def families(self) -> list[str]:
         """Names of the families this synthesizer draws."""
         return list(self.family_probabilities)
+
+    def drawing_only(self, family: str) -> AnomalySynthesizer:
+        """A copy with the same settings that draws only ``family`` (redraws and the fallback as usual).
+
+        Raises:
+            ValueError: If this synthesizer does not draw ``family``.
+        """
+        if family not in self.family_probabilities:
+            msg = f"this synthesizer does not draw {family!r}; it draws {self.families}"
+            raise ValueError(msg)
+        restricted = copy.copy(self)
+        restricted.family_probabilities = {family: 1.0}
+        return restricted
 
     def __call__(
         self,
