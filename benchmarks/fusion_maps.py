@@ -11,7 +11,8 @@ its first defective image and its first good one, in path order):
 
 Colour scales: P is shown on [0, 1]; D and the fused maps are stretched from their 1st to their 99.9th
 percentile over the category's rows, so the same colour means the same value within a category. Under
-the fused maps: each rule's validation pixel AP (re-measured on the validation split, never on test data).
+the fused maps: each rule's validation score (the worst defect family's mean of pixel AP and AUROC, re-measured on the
+validation split, never on test data).
 
 Usage:
     python benchmarks/fusion_maps.py CHECKPOINT --root ../shared/data/mvtec_ad_256 \
@@ -141,8 +142,8 @@ def draw(
             axis.set_xticks([])
             axis.set_yticks([])
         row_axes[0].set_ylabel(f"{category}\n{row['name']}", fontsize=8)
-        row_axes[5].set_xlabel(f"val AP/AUROC {fixed_ap:.3f}", fontsize=8)
-        row_axes[6].set_xlabel(f"{row['rule']}\nval AP/AUROC {chosen_ap:.3f}", fontsize=8)
+        row_axes[5].set_xlabel(f"val worst family {fixed_ap:.3f}", fontsize=8)
+        row_axes[6].set_xlabel(f"{row['rule']}\nval worst family {chosen_ap:.3f}", fontsize=8)
     for axis, title in zip(axes[0], _COLUMNS, strict=True):
         axis.set_title(title, fontsize=9)
     figure.suptitle(f"PromptMAD fusion per category{f' ({credit})' if credit else ''}", fontsize=9)
@@ -171,7 +172,7 @@ def main() -> None:
         num_workers=0,
     )
     datamodule.setup()
-    # every rule's validation AP for the captions; the rules drawn are the checkpoint's own
+    # every rule's validation score for the captions; the rules drawn are the checkpoint's own
     scores = {name: ap for name, (_, ap) in model.validation_fusion_choices(datamodule.val_data).items()}
     print(draw(figure_rows(model, datamodule), scores, args.output, args.credit))
 

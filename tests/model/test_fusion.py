@@ -140,7 +140,7 @@ def test_fusion_settings_are_checked() -> None:
 
 
 def test_trained_model_chose_each_rule_on_the_validation_split(trained) -> None:
-    """After fit, every category has the rule with the best validation pixel AP, and the checkpoint keeps it."""
+    """After fit, every category has the rule with the best validation score, and the checkpoint keeps it."""
     model = trained.model
     assert set(model.fusion_scores) == set(model.categories)
     for category, rule in zip(model.categories, model.model.fusion_rules, strict=True):
