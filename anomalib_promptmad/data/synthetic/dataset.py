@@ -99,7 +99,7 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         self.samples = samples
         self._categories = [self._category_of(path) for path in normal.image_path]
         self.foregrounds = category_foregrounds(normal.image_path, self._category_of) if foreground else {}
-        self._families = self._assign_families(list(normal.image_path))
+        self._families = self._assign_families(list(normal.image_path), self._categories)
 
     @property
     def name(self) -> str:
@@ -115,11 +115,11 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         key = "/".join(Path(image_path).parts[-4:])
         return zlib.crc32(f"{self.seed}:{key}".encode())
 
-    def _assign_families(self, image_paths: list[str]) -> dict[str, str]:
+    def _assign_families(self, image_paths: list[str], categories: list[str]) -> dict[str, str]:
         """``{image path: family}``: per category, the paths ordered by seed take the families in turn."""
         by_category: dict[str, list[str]] = {}
-        for path in image_paths:
-            by_category.setdefault(self._category_of(path), []).append(path)
+        for path, category in zip(image_paths, categories, strict=True):
+            by_category.setdefault(category, []).append(path)
         assigned = {}
         for category, paths in by_category.items():
             names = self.synthesizer.families
