@@ -1,7 +1,8 @@
 # Copyright (C) 2026 anomalib-promptmad developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Per-category fusion rules, and their choice on the validation split.
+"""Per-category fusion rules, and their choice on the validation split: everything about fusion but the
+arithmetic the network applies (:func:`anomalib_promptmad.anomaly_map.fuse_maps`).
 
 The reconstruction distance ``D``, the pixel-head probability ``P`` and, with prompt matching, the
 prompt-matching distance ``M`` fail in different ways: on a textured part the segmentor can fire on normal
@@ -33,23 +34,37 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
-
+import torch.nn.functional as F  # noqa: N812
+from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+from tqdm import tqdm
 
 from anomalib_promptmad.anomaly_map import fuse_maps
 
+if TYPE_CHECKING:
+    from anomalib_promptmad.torch_model import PromptMADModel
+
 __all__ = [
     "CANDIDATE_RULES",
+    "FusionChoice",
     "FusionRule",
+    "ValidationMaps",
     "candidate_rules",
+    "choose_category_rules",
     "choose_fusion_rule",
     "family_ranking_quality",
     "ranking_quality",
+    "validation_maps",
 ]
+
+# Side of the grid on which validation maps are compared: AP barely moves with resolution, memory does.
+SELECTION_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,31 @@ class FusionRule:
         )
 
 
+class FusionChoice(NamedTuple):
+    """The rule chosen for one category, and the score of every candidate (higher is better)."""
+
+    rule: FusionRule
+    scores: dict[FusionRule, float]
+
+
+class ValidationMaps(NamedTuple):
+    """One category's validation images as the fusion choice sees them, each map ``(N, 1, h, w)``.
+
+    Attributes:
+        distance: Scaled reconstruction distance ``D``.
+        probability: Pixel-head probability ``P``.
+        matching: Scaled prompt-matching distance ``M``; ``None`` without prompt matching.
+        mask: Ground truth (anomalous pixels true).
+        families: The defect family of each image (``"normal"`` for normal images).
+    """
+
+    distance: torch.Tensor
+    probability: torch.Tensor
+    matching: torch.Tensor | None
+    mask: torch.Tensor
+    families: list[str]
+
+
 def candidate_rules(with_matching: bool = False) -> tuple[FusionRule, ...]:
     """The rules the validation split chooses from: sums on a 0.1 simplex grid, then the product ``D * P``."""
     sums = [
@@ -163,7 +203,7 @@ def choose_fusion_rule(
     candidates: tuple[FusionRule, ...] = CANDIDATE_RULES,
     matching: torch.Tensor | None = None,
     families: Sequence[str] | None = None,
-) -> tuple[FusionRule, dict[FusionRule, float]]:
+) -> FusionChoice:
     """Pick the rule that ranks the anomalous pixels best; ties go to the earlier one.
 
     With ``families``, a rule's score is its worst family's :func:`family_ranking_quality` (ties: the mean
@@ -195,9 +235,80 @@ def choose_fusion_rule(
     if families is None:
         scores = {rule: ranking_quality(rule.apply(distance, probability, matching), mask) for rule in candidates}
         best = max(candidates, key=lambda rule: scores[rule])  # max keeps the first of equal values
-        return best, scores
+        return FusionChoice(best, scores)
     per_family = {
         rule: family_ranking_quality(rule.apply(distance, probability, matching), mask, families) for rule in candidates
     }
     best = max(candidates, key=lambda rule: (min(per_family[rule]), sum(per_family[rule])))
-    return best, {rule: min(qualities) for rule, qualities in per_family.items()}
+    return FusionChoice(best, {rule: min(qualities) for rule, qualities in per_family.items()})
+
+
+@torch.no_grad()
+def validation_maps(
+    network: PromptMADModel,
+    validation: Any,  # noqa: ANN401 - any anomalib dataset
+    network_input: Callable[[torch.Tensor], torch.Tensor],
+    category_indices: Callable[[Sequence[str]], torch.Tensor],
+) -> dict[int, ValidationMaps]:
+    """Per true category index: its validation images' maps, pooled to at most ``SELECTION_SIZE`` a side.
+
+    The family of a defect is the one the synthetic validation set assigned it (``anomaly_family``), else the
+    image's folder (MVTec's defect type for real defects).
+
+    Args:
+        network: A calibrated network (any fusion rules: the components do not depend on them).
+        validation: Normal and anomalous images with masks.
+        network_input: Turns a batch's images into network input.
+        category_indices: ``(paths) -> (B,)`` true category index of each image.
+    """
+    family_of = getattr(validation, "anomaly_family", lambda path: Path(path).parent.name)
+    loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
+    collected: dict[int, list[tuple[list[torch.Tensor], str]]] = {}
+    for batch in tqdm(loader, desc="PromptMAD calibration (fusion)", leave=False, disable=None):
+        images = network_input(batch.image)
+        maps = network.component_maps(images)
+        size = (min(images.shape[-2], SELECTION_SIZE), min(images.shape[-1], SELECTION_SIZE))
+        if batch.gt_mask is None:  # a batch of normal images only
+            mask = torch.zeros(images.shape[0], 1, *size, dtype=torch.bool)
+        else:
+            masks = batch.gt_mask.float().reshape(images.shape[0], 1, *batch.gt_mask.shape[-2:])
+            mask = F.interpolate(masks, size=size) > 0.5
+        components = [maps.distance, maps.probability] + ([maps.matching] if maps.matching is not None else [])
+        pooled = [F.adaptive_avg_pool2d(component, size).cpu() for component in components] + [mask]
+        for item, label in enumerate(category_indices(batch.image_path).tolist()):
+            family = family_of(batch.image_path[item]) if bool(mask[item].any()) else "normal"
+            collected.setdefault(label, []).append(([part[item : item + 1] for part in pooled], family))
+    result = {}
+    for label, items in collected.items():
+        parts = [torch.cat(column) for column in zip(*(item for item, _ in items), strict=True)]
+        matching = parts[2] if len(parts) == 4 else None  # noqa: PLR2004 - D, P, M, mask
+        result[label] = ValidationMaps(parts[0], parts[1], matching, parts[-1], [family for _, family in items])
+    return result
+
+
+def choose_category_rules(
+    network: PromptMADModel,
+    validation: Any,  # noqa: ANN401 - any anomalib dataset
+    categories: Sequence[str],
+    network_input: Callable[[torch.Tensor], torch.Tensor],
+    category_indices: Callable[[Sequence[str]], torch.Tensor],
+) -> dict[str, FusionChoice]:
+    """Each category's best rule on the validation split, by its worst defect family.
+
+    Categories without an anomalous validation pixel are left out (nothing to rank).
+
+    Args:
+        network: A calibrated network.
+        validation: Normal and anomalous images with masks (and, for synthetic defects, ``anomaly_family``).
+        categories: Category names in index order.
+        network_input: Turns a batch's images into network input.
+        category_indices: ``(paths) -> (B,)`` true category index of each image.
+    """
+    candidates = candidate_rules(with_matching=network.uses_prompt_matching)
+    return {
+        categories[index]: choose_fusion_rule(
+            maps.distance, maps.probability, maps.mask, candidates, maps.matching, maps.families
+        )
+        for index, maps in sorted(validation_maps(network, validation, network_input, category_indices).items())
+        if bool(maps.mask.any())
+    }

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import AUPR, AUPRO, AUROC, Evaluator, F1Max, F1Score
@@ -36,26 +34,25 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torch.utils.data import DataLoader, Subset
 from torchvision.transforms.v2 import Resize
-from tqdm import tqdm
 
-from anomalib_promptmad.backbone.feature_cache import BackboneFeatures, FeatureCache
-from anomalib_promptmad.data.category import category_from_path
-from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
-from anomalib_promptmad.data.synthetic import (
-    DEFAULT_CHANGE_THRESHOLD,
-    AnomalySynthesizer,
-    category_foregrounds,
-    foreground_batch,
+from anomalib_promptmad.calibration import CalibrationSettings, Calibrator
+from anomalib_promptmad.data.category import (
+    NO_CATEGORIES,
+    category_indices,
+    check_known_categories,
+    datamodule_categories,
 )
+from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
+from anomalib_promptmad.data.synthetic import DEFAULT_CHANGE_THRESHOLD, AnomalySynthesizer
+from anomalib_promptmad.deploy.migration import migrate_checkpoint
 from anomalib_promptmad.deploy.mixin import DeploymentMixin
-from anomalib_promptmad.fusion_rule import FusionRule, candidate_rules, choose_fusion_rule
+from anomalib_promptmad.fusion_rule import FusionChoice, FusionRule
 from anomalib_promptmad.losses import PromptMADLoss
-from anomalib_promptmad.matching import greedy_coreset_indices
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
 from anomalib_promptmad.precision import resolve_training_precision, training_autocast
-from anomalib_promptmad.prompts import PromptLibrary, build_text_encoder, class_text_embeddings
+from anomalib_promptmad.prompts import PromptLibrary
+from anomalib_promptmad.prompts.category_embeddings import category_text_embeddings, dataset_prompt_file
 from anomalib_promptmad.registration import publish
 from anomalib_promptmad.reliability import (
     check_finite_losses,
@@ -66,6 +63,7 @@ from anomalib_promptmad.reliability import (
     use_readable_checkpoint_errors,
 )
 from anomalib_promptmad.torch_model import PromptMADModel
+from anomalib_promptmad.training_inputs import TrainingInputs
 
 __all__ = ["PromptMAD"]
 
@@ -73,26 +71,6 @@ logger = logging.getLogger(__name__)
 
 # Checkpoint key of the training prompt bank (category index -> stacked recent normal features).
 _PROMPT_BANK_KEY = "promptmad_prompt_bank"
-
-# fusion= values: how each category's fusion rule is set at calibration
-_FUSION_MODES = ("validation", "sum", "product")
-
-# Side of the grid on which validation maps are compared: AP barely moves with resolution, memory does.
-_FUSION_SELECTION_SIZE = 128
-
-_NO_CATEGORIES = (
-    "PromptMAD needs category names: pass `categories=[...]` to PromptMAD, load a trained checkpoint, or use a "
-    "datamodule that has `categories` (MultiClassMVTecAD, MultiClassFolder) or `category` (MVTecAD, Folder)."
-)
-
-
-def _datamodule_categories(datamodule: Any) -> list[str] | None:
-    """Category names of a multi-class (``categories``) or single-class (``category``) datamodule."""
-    found = getattr(datamodule, "categories", None) or (
-        [datamodule.category] if getattr(datamodule, "category", None) else None
-    )
-    return list(found) if found else None
-
 
 class PromptMAD(DeploymentMixin, AnomalibModule):
     """PromptMAD Lightning module.
@@ -264,12 +242,6 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
                 f"got {max_epochs}"
             )
             raise ValueError(msg)
-        if not 0 < matching_coreset_ratio <= 1:
-            msg = f"matching_coreset_ratio must be in (0, 1], got {matching_coreset_ratio}"
-            raise ValueError(msg)
-        if prompt_candidates < 1:
-            msg = f"prompt_candidates must be >= 1, got {prompt_candidates}"
-            raise ValueError(msg)
         self.image_size = size
         self.categories: list[str] | None = list(categories) if categories else None
         self.text_encoder = text_encoder
@@ -283,20 +255,14 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         # None: 80 % of the training length, known once the trainer is (see configure_optimizers)
         self.lr_decay_epoch = lr_decay_epoch
         self.gradient_clip_val = gradient_clip_val
-        self.map_scale_quantile = map_scale_quantile
-        self.calibration_images = calibration_images
-        self.matching_coreset_ratio = matching_coreset_ratio
-        self.prompt_candidates = prompt_candidates
-        if feature_cache_mb < 0:
-            msg = f"feature_cache_mb must be >= 0 (0 switches the cache off), got {feature_cache_mb}"
-            raise ValueError(msg)
-        self.feature_cache_mb = feature_cache_mb
-        self.feature_cache: FeatureCache | None = None
-        if fusion not in _FUSION_MODES:
-            msg = f"fusion must be one of {list(_FUSION_MODES)}, got {fusion!r}"
-            raise ValueError(msg)
-        self.fusion = fusion
-        self.fixed_fusion_rule = FusionRule(weight=segmentation_weight)  # validates the weight
+        self.calibration = CalibrationSettings(  # validates the settings before any work
+            calibration_images=calibration_images,
+            map_scale_quantile=map_scale_quantile,
+            matching_coreset_ratio=matching_coreset_ratio,
+            prompt_candidates=prompt_candidates,
+            fusion=fusion,  # type: ignore[arg-type]
+            fixed_rule=FusionRule(weight=segmentation_weight),
+        )
         self.fusion_scores: dict[str, dict[str, float]] = {}
 
         self.model = PromptMADModel(
@@ -332,14 +298,16 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             focal_alpha=focal_alpha,
             focal_gamma=focal_gamma,
         )
-        self.synthesizer = AnomalySynthesizer(
-            cutpaste_probability=cutpaste_probability,
-            texture_dir=texture_dir,
-            families=anomaly_families,
-            change_threshold=change_threshold,
+        self.training_inputs = TrainingInputs(
+            AnomalySynthesizer(
+                cutpaste_probability=cutpaste_probability,
+                texture_dir=texture_dir,
+                families=anomaly_families,
+                change_threshold=change_threshold,
+            ),
+            foreground_placement=foreground_placement,
+            feature_cache_mb=feature_cache_mb,
         )
-        self.foreground_placement = foreground_placement
-        self._foregrounds: list[torch.Tensor | None] | None = None  # per category index, set at fit start
         resolve_training_precision(training_precision, "cpu")  # validates the setting before any work
         self.training_precision = training_precision
         self._training_dtype: torch.dtype | None = None
@@ -413,11 +381,11 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         only after ``setup`` (see :meth:`on_load_checkpoint`), so they are checked when the stage starts.
         """
         if self.categories is None:
-            found = _datamodule_categories(self._datamodule())
+            found = datamodule_categories(self._datamodule())
             if found:
                 self.categories = found
             elif stage == "fit":
-                raise ValueError(_NO_CATEGORIES)
+                raise ValueError(NO_CATEGORIES)
         if self.categories is not None:
             self.hparams["categories"] = list(self.categories)
         if self._trainer is not None:  # a truncated ckpt_path is then named in the error (test, predict too)
@@ -456,45 +424,20 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         return getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
 
     def _check_datamodule_categories(self) -> None:
-        """The model must know its categories, and every category of the datamodule."""
-        if self.categories is None:
-            raise ValueError(_NO_CATEGORIES)
-        unknown = sorted(set(_datamodule_categories(self._datamodule()) or ()) - set(self.categories))
-        if unknown:
-            msg = (
-                f"the datamodule has categories {unknown} that this PromptMAD model was not trained on "
-                f"(it knows {self.categories}): select known categories with the datamodule's `categories`, "
-                "or train a model that includes them."
-            )
-            raise ValueError(msg)
-
-    def _dataset_prompt_files(self) -> list[str]:
-        """``<datamodule root>/prompts.yaml`` where it exists (the file ``promptmad-demo-data`` writes), else ``[]``.
-
-        Read only when no ``prompt_library`` was given: a dataset that ships its own prompts then needs no
-        ``--model.prompt_library`` (an explicit one always wins).
-        """
-        root = getattr(self._datamodule(), "root", None)
-        # absolute: the path is recorded in the checkpoint, which may be read from another directory
-        candidate = Path(root).absolute() / "prompts.yaml" if isinstance(root, str | Path) else None
-        if candidate is None or not candidate.is_file():
-            return []
-        logger.info("PromptMAD: reading the dataset's prompts from %s (no prompt_library given)", candidate)
-        self.hparams["prompt_library"] = [str(candidate)]  # the checkpoint says which prompts were used
-        return [str(candidate)]
+        check_known_categories(self.categories, self._datamodule())
 
     def _set_text_embeddings(self) -> None:
-        library = PromptLibrary.default()
-        for path in self.prompt_library or self._dataset_prompt_files():
-            library = library.with_yaml(path)
-        encoder = build_text_encoder(self.text_encoder)
+        """Encode the categories' prompts: ``prompt_library``, else the dataset's own prompt file, over the packaged."""
+        files = list(self.prompt_library or [])
+        if not files:  # a dataset that ships its prompts needs no --model.prompt_library (an explicit one wins)
+            found = dataset_prompt_file(getattr(self._datamodule(), "root", None))
+            if found is not None:
+                files = [str(found)]
+                self.hparams["prompt_library"] = files  # the checkpoint says which prompts were used
         assert self.categories is not None  # noqa: S101 - resolved in setup
-        embeddings = torch.stack([
-            class_text_embeddings(library.prompts_for(category), encoder) for category in self.categories
-        ])
+        embeddings, encoder = category_text_embeddings(self.categories, files, self.text_encoder)
         self.model.set_text_embeddings(embeddings)
-        self.hparams["text_encoder"] = encoder.name
-        logger.info("PromptMAD text prompts encoded with %s for %s", encoder.name, self.categories)
+        self.hparams["text_encoder"] = encoder
 
     def _network_input(self, images: torch.Tensor) -> torch.Tensor:
         """Raw dataset images as the network sees them: resized by the pre-processor, on the model's device."""
@@ -505,15 +448,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
     def category_indices(self, image_paths: Sequence[str]) -> torch.Tensor:
         """Category index of each image from its path (MVTec layout ``<root>/<category>/<split>/...``)."""
         assert self.categories is not None  # noqa: S101 - resolved in setup
-        if len(self.categories) == 1:
-            return torch.zeros(len(image_paths), dtype=torch.long, device=self.device)
-        index = {name: position for position, name in enumerate(self.categories)}
-        names = [category_from_path(path) for path in image_paths]
-        missing = sorted({name for name in names if name not in index})
-        if missing:
-            msg = f"images of categories {missing} are not among this model's categories {self.categories}"
-            raise ValueError(msg)
-        return torch.tensor([index[name] for name in names], dtype=torch.long, device=self.device)
+        return category_indices(image_paths, self.categories, self.device)
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
@@ -529,100 +464,34 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         category = self.category_indices(batch.image_path)
         # one generator per step: deterministic under the run's seed, and identical after a resume
         generator = torch.Generator(device=images.device).manual_seed(torch.initial_seed() % 2**31 + self.global_step)
-        # anomaly synthesis is data preparation: full precision also under mixed-precision autocast
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            foreground = self._foreground(category, images)
-            anomalous, masks = self.synthesizer(images.float(), generator, foreground, categories=category)
+        anomalous, masks = self.training_inputs.synthesize(images, category, generator)
+        clean = self.training_inputs.clean_features(images, batch.image_path, self.model.backbone_features)
         with training_autocast(self._training_dtype, images.device.type):
-            outputs = self.model.training_outputs(images, anomalous, masks, category, self._clean_features(batch))
+            outputs = self.model.training_outputs(images, anomalous, masks, category, clean)
         # the losses in fp32: bf16 sums over 256 x 256 pixels would lose the small per-pixel terms
-        outputs = {key: value.float() for key, value in outputs.items()}  # type: ignore[assignment]
-        pixel_logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
-        terms = self.loss(outputs["reconstruction"], outputs["target"], pixel_logits, outputs["mask"])
+        outputs = outputs.float()
+        terms = self.loss(outputs.reconstruction, outputs.target, outputs.pixel_logits, outputs.mask)
         # stop before the optimiser step: a NaN must never reach the weights or a checkpoint
         check_finite_losses(terms, step=self.global_step, epoch=self.current_epoch)
         for name, value in terms.items():
             self.log(f"train_{name}", value.detach(), on_epoch=True, prog_bar=name == "loss", batch_size=len(images))
         return {"loss": terms["loss"]}
 
-    def _foreground(self, category: torch.Tensor, images: torch.Tensor) -> torch.Tensor | None:
-        """``(B, 1, H, W)`` object masks of the batch's categories for the synthesizer, or ``None``."""
-        if not self._foregrounds:
-            return None
-        estimates = [self._foregrounds[index] for index in category.tolist()]
-        return foreground_batch(estimates, *images.shape[-2:], device=images.device)
-
-    def _estimate_foregrounds(self) -> None:
-        """Per category, the object mask of its training images (``None``: texture or no estimate)."""
-        self._foregrounds = None
-        dataset = getattr(self._datamodule(), "train_data", None)
-        samples = getattr(dataset, "samples", None)
-        if not self.foreground_placement or samples is None or self.categories is None:
-            return
-        if len(self.categories) == 1:
-            category_of = lambda _path: self.categories[0]  # noqa: E731 - any layout for one category
-        else:
-            category_of = category_from_path
-        found = category_foregrounds(list(samples.image_path), category_of)
-        self._foregrounds = [found.get(name) for name in self.categories]
-
     def on_fit_start(self) -> None:
-        """Fit the token statistics; estimate the object masks and the precision; start an empty feature cache."""
-        self._fit_token_statistics()
-        self._estimate_foregrounds()
+        """Fit the token statistics; estimate the objects and the precision; start an empty feature cache."""
+        datamodule = self._datamodule()
+        train_data = getattr(datamodule, "train_data", None)
+        if train_data is not None:
+            self.calibrator().fit_token_statistics(train_data)
+        assert self.categories is not None  # noqa: S101 - resolved in setup
+        augmented = getattr(datamodule, "train_augmentations", None) is not None
+        self.training_inputs.start(train_data, self.categories, augmented)
         self._training_dtype = resolve_training_precision(self.training_precision, self.device.type)
         logger.info("PromptMAD training forward pass in %s", self._training_dtype or torch.float32)
-        self.feature_cache = None
-        if not self.feature_cache_mb:
-            return
-        datamodule = self._datamodule()
-        if getattr(datamodule, "train_augmentations", None) is not None:
-            logger.info("Training augmentations are set: the backbone features of training images are not cached.")
-            return
-        self.feature_cache = FeatureCache(self.feature_cache_mb)
-
-    @torch.no_grad()
-    def _fit_token_statistics(self, dataset: Any = None) -> None:  # noqa: ANN401 - any anomalib dataset
-        """Standardisation statistics of the tokens, from up to ``calibration_images`` training images per category.
-
-        Fitted once, before the first step: everything trained depends on them, so a resumed run keeps the ones
-        its checkpoint holds.
-
-        Args:
-            dataset: Normal training images; default ``trainer.datamodule.train_data``.
-        """
-        tokenizer = self.model.tokenizer
-        if dataset is None:
-            dataset = getattr(self._datamodule(), "train_data", None)
-        if tokenizer.has_statistics or dataset is None:
-            return
-        taken: dict[int, int] = {}
-        chosen = []
-        for position, label in enumerate(self.category_indices(list(dataset.samples.image_path)).tolist()):
-            if taken.get(label, 0) < self.calibration_images:
-                taken[label] = taken.get(label, 0) + 1
-                chosen.append(position)
-        loader = DataLoader(Subset(dataset, chosen), batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
-        tokens = [
-            self.model.unstandardized_tokens(self._network_input(batch.image))
-            for batch in tqdm(loader, desc="PromptMAD token statistics", leave=False, disable=None)
-        ]
-        tokenizer.fit_statistics(torch.cat(tokens))
-        logger.info("PromptMAD: token standardisation fitted on %d training images", len(chosen))
 
     def on_fit_end(self) -> None:
-        """Free the cache: it is only useful while training."""
-        self.feature_cache = None
-
-    def _clean_features(self, batch: Batch) -> BackboneFeatures | None:
-        """Backbone features of the batch's clean images, from the cache or computed (and cached) now."""
-        if self.feature_cache is None or batch.image_path is None:
-            return None
-        cached = self.feature_cache.get(batch.image_path)
-        if cached is None:
-            cached = self.model.backbone_features(batch.image)
-            self.feature_cache.put(batch.image_path, cached)
-        return cached
+        """Free the feature cache: it is only useful while training."""
+        self.training_inputs.stop()
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Predict on validation images (for thresholds)."""
@@ -679,251 +548,42 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         if self._needs_calibration or not self.model.is_calibrated:
             self.calibrate()
 
-    @torch.no_grad()
+    def calibrator(self) -> Calibrator:
+        """The calibration stage for this model's network, categories and settings."""
+        assert self.categories is not None  # noqa: S101 - resolved in setup or from the checkpoint
+        return Calibrator(self.model, self.categories, self.calibration, self._network_input, self.category_indices)
+
     def calibrate(self, dataset: Any = None, validation: Any = None) -> None:  # noqa: ANN401 - anomalib datasets
         """Fit the inference buffers from normal training images, then choose the fusion rules.
 
-        1. Category prototypes: mean global descriptor of each category's training images.
-        2. Normal image prompts: per category, the training image closest to its prototype (a medoid, so
-           the prompt is a real normal image and the choice is deterministic), then up to
-           ``prompt_candidates - 1`` more, each the image farthest (by descriptor) from those already taken.
-        3. Map scale: per category, the mean ``map_scale_quantile`` of the distance maps of up to
-           ``calibration_images`` other training images.
-        4. Prompt matching (``use_prompt_matching``): per category, the greedy coreset of the training
-           images' patch embeddings, and the scale of ``M`` on normal images outside the bank (the
-           validation split's normal images, else training images).
-        5. Fusion rule: per category, as set by ``fusion`` (by default the best on the validation split).
+        See :mod:`anomalib_promptmad.calibration` for what is measured and how.
 
         Args:
             dataset: Dataset of normal training images; default ``trainer.datamodule.train_data``.
             validation: Validation dataset (normals and defects with masks) for ``fusion="validation"``;
                 default ``trainer.datamodule.val_data``.
         """
-        if dataset is None:
-            dataset = getattr(self._datamodule(), "train_data", None)
+        dataset = dataset if dataset is not None else getattr(self._datamodule(), "train_data", None)
         if dataset is None:
             msg = (
                 "PromptMAD must be calibrated on its normal training images after training; no training "
                 "dataset is available. Run fit first (or pass `dataset=` to calibrate())."
             )
             raise RuntimeError(msg)
-        assert self.categories is not None  # noqa: S101 - resolved in setup
-        was_training = self.model.training
-        self.model.eval()
-        self._fit_token_statistics(dataset)  # set before training; missing only where calibrate() is called by hand
-        loader = DataLoader(dataset, batch_size=16, shuffle=False, collate_fn=dataset.collate_fn)
-        descriptors, labels, images_by_category = [], [], {}
-        patches: dict[int, list[torch.Tensor]] = {}
-        for batch in tqdm(loader, desc="PromptMAD calibration (prototypes)", leave=False, disable=None):
-            images = self._network_input(batch.image)
-            category = self.category_indices(batch.image_path)
-            levels, features = self.model.extract(images)
-            descriptors.append(self.model.descriptor(features))
-            labels.append(category)
-            if self.model.uses_prompt_matching:
-                embedding = self.model.matching_embedding(levels).permute(0, 2, 3, 1).flatten(1, 2).cpu()
-                for rows, label in zip(embedding, category.tolist(), strict=True):
-                    patches.setdefault(label, []).append(rows)
-            for image, label in zip(images, category.tolist(), strict=True):
-                kept = images_by_category.setdefault(label, [])
-                if len(kept) <= self.calibration_images:
-                    kept.append(image)
-        descriptor = torch.cat(descriptors)
-        label = torch.cat(labels)
-        missing = [name for position, name in enumerate(self.categories) if not (label == position).any()]
-        if missing:
-            msg = f"no normal training images found for categories {missing}; cannot calibrate PromptMAD"
-            raise RuntimeError(msg)
-        prototypes = torch.stack([descriptor[label == k].mean(0) for k in range(len(self.categories))])
-        self.model.set_prototypes(prototypes)
-        self._set_prompt_candidates(dataset, descriptor, label)
-        scales = []
-        for k in range(len(self.categories)):
-            images = torch.stack(images_by_category[k][: self.calibration_images])
-            scales.append(self.model.distance_quantile(images, self.map_scale_quantile).mean())
-        self.model.set_map_scale(torch.stack(scales))
-        if self.model.uses_prompt_matching:
-            self._set_matching_banks(patches, images_by_category, validation)
-        self.model.set_fusion_rules(self._choose_fusion_rules(validation))
-        self.model.train(was_training)
+        validation = validation if validation is not None else getattr(self._datamodule(), "val_data", None)
+        choices = self.calibrator().calibrate(dataset, validation)
+        self.fusion_scores = {
+            name: {str(candidate): score for candidate, score in choice.scores.items()}
+            for name, choice in choices.items()
+        }
         self._needs_calibration = False
 
-    def _set_prompt_candidates(self, dataset: Any, descriptor: torch.Tensor, label: torch.Tensor) -> None:  # noqa: ANN401
-        """Per category: the medoid, then farthest-first by descriptor, up to ``prompt_candidates`` images."""
-        assert self.categories is not None  # noqa: S101 - resolved in setup
-        chosen_by_category = []
-        for k in range(len(self.categories)):
-            members = torch.nonzero(label == k).flatten()
-            similarity = descriptor[members] @ descriptor[members].T
-            chosen = [int((descriptor[members] @ self.model.prototypes[k]).argmax())]
-            while len(chosen) < min(self.prompt_candidates, len(members)):
-                closest = similarity[:, chosen].amax(dim=1)
-                closest[chosen] = torch.inf
-                chosen.append(int(closest.argmin()))
-            chosen_by_category.append([int(members[index]) for index in chosen])
-        width = max(len(chosen) for chosen in chosen_by_category)
-        images = []
-        valid = torch.zeros(len(chosen_by_category), width)
-        for k, chosen in enumerate(chosen_by_category):
-            padded = chosen + [chosen[0]] * (width - len(chosen))  # padding repeats the medoid, never retrieved
-            valid[k, : len(chosen)] = 1
-            items = torch.stack([dataset[index].image for index in padded])
-            images.append(self._network_input(items))
-        self.model.set_prompt_images(torch.stack(images).to(self.device), valid)
+    def validation_fusion_choices(self, validation: Any) -> dict[str, FusionChoice]:  # noqa: ANN401 - any dataset
+        """Per category with anomalous validation pixels: its best rule and every candidate's score.
 
-    def _set_matching_banks(
-        self,
-        patches: dict[int, list[torch.Tensor]],
-        images_by_category: dict[int, list[torch.Tensor]],
-        validation: Any,  # noqa: ANN401 - any anomalib dataset
-    ) -> None:
-        """Coreset each category's normal patches into its bank, then scale ``M`` on normals outside the bank."""
-        assert self.categories is not None  # noqa: S101 - resolved in setup
-        banks = []
-        for k, name in enumerate(self.categories):
-            embedding = torch.cat(patches[k])
-            if self.matching_coreset_ratio < 1:
-                logger.info("PromptMAD: prompt-matching coreset of '%s' (%d patches)", name, len(embedding))
-                embedding = embedding[greedy_coreset_indices(embedding, self.matching_coreset_ratio)]
-            banks.append(embedding)
-        self.model.set_matching_banks(banks)
-        sizes = self.model.patch_bank.memory_bytes if self.model.patch_bank is not None else []
-        logger.info(
-            "PromptMAD prompt-matching banks: %s",
-            ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in zip(self.categories, sizes, strict=True)),
-        )
-        held_out = self._validation_normals(validation)
-        scales = []
-        for k, name in enumerate(self.categories):
-            images = held_out.get(k)
-            if images is None:
-                logger.info("PromptMAD: no held-out normal image of '%s'; M is scaled on training images.", name)
-                images = torch.stack(images_by_category[k][: self.calibration_images])
-            scales.append(self.model.matching_quantile(images, self.map_scale_quantile).mean())
-        self.model.set_matching_scale(torch.stack(scales))
-
-    def _validation_normals(self, validation: Any) -> dict[int, torch.Tensor]:  # noqa: ANN401 - any anomalib dataset
-        """Up to ``calibration_images`` normal validation images per category, as network input."""
-        if validation is None:
-            validation = getattr(self._datamodule(), "val_data", None)
-        if validation is None or len(validation) == 0:
-            return {}
-        loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
-        kept: dict[int, list[torch.Tensor]] = {}
-        for batch in loader:
-            normal = batch.gt_label == 0
-            if not bool(normal.any()):
-                continue
-            paths = [path for path, keep in zip(batch.image_path, normal.tolist(), strict=True) if keep]
-            images = self._network_input(batch.image[normal])
-            for image, label in zip(images, self.category_indices(paths).tolist(), strict=True):
-                if len(kept.setdefault(label, [])) < self.calibration_images:
-                    kept[label].append(image)
-        return {label: torch.stack(images) for label, images in kept.items()}
-
-    def _choose_fusion_rules(self, validation: Any) -> list[FusionRule]:  # noqa: ANN401 - any anomalib dataset
-        """One fusion rule per category, as ``fusion`` says (the model is calibrated up to the rules)."""
-        assert self.categories is not None  # noqa: S101 - resolved in setup
-        count = len(self.categories)
-        if self.fusion == "sum":
-            return [self.fixed_fusion_rule] * count
-        if self.fusion == "product":
-            return [FusionRule(product=True)] * count
-        if validation is None:
-            validation = getattr(self._datamodule(), "val_data", None)
-        if validation is None or len(validation) == 0:
-            logger.warning(
-                "PromptMAD: fusion='validation' but there is no validation split; every category uses %s. Use a "
-                "datamodule with val_split_mode='synthetic' (MultiClassMVTecAD's default) or set fusion='sum'.",
-                self.fixed_fusion_rule,
-            )
-            return [self.fixed_fusion_rule] * count
-        # component_maps needs a calibrated model: any rule will do until the chosen ones are set
-        self.model.set_fusion_rules([self.fixed_fusion_rule] * count)
-        choices = self.validation_fusion_choices(validation)
-        self.fusion_scores = {
-            name: {str(candidate): score for candidate, score in scores.items()}
-            for name, (_, scores) in choices.items()
-        }
-        rules = []
-        for name in self.categories:
-            if name not in choices:
-                logger.warning(
-                    "PromptMAD: the validation split has no anomalous pixel of '%s'; it uses the fixed rule %s.",
-                    name,
-                    self.fixed_fusion_rule,
-                )
-                rules.append(self.fixed_fusion_rule)
-                continue
-            rule, scores = choices[name]
-            logger.info(
-                "PromptMAD fusion for '%s': %s (validation, worst defect family's mean of pixel AP and AUROC %.3f; "
-                "fixed %s: %.3f)",
-                name,
-                rule,
-                scores[rule],
-                self.fixed_fusion_rule,
-                scores.get(self.fixed_fusion_rule, float("nan")),
-            )
-            rules.append(rule)
-        return rules
-
-    @torch.no_grad()
-    def validation_fusion_choices(
-        self,
-        validation: Any,  # noqa: ANN401 - any anomalib dataset
-    ) -> dict[str, tuple[FusionRule, dict[FusionRule, float]]]:
-        """Per category with anomalous validation pixels: its best rule and every candidate's pixel AP.
-
-        Reads the validation images through the calibrated network; changes nothing.
+        Changes nothing (see :meth:`Calibrator.fusion_choices`).
         """
-        assert self.categories is not None  # noqa: S101 - resolved in setup or from the checkpoint
-        was_training = self.model.training
-        self.model.eval()  # in train mode the heads' batch-norm statistics would move
-        try:
-            maps = self._validation_maps(validation)
-        finally:
-            self.model.train(was_training)
-        candidates = candidate_rules(with_matching=self.model.uses_prompt_matching)
-        return {
-            self.categories[index]: choose_fusion_rule(distance, probability, mask, candidates, matching, families)
-            for index, (distance, probability, matching, mask, families) in sorted(maps.items())
-            if bool(mask.any())
-        }
-
-    def _validation_maps(
-        self,
-        validation: Any,  # noqa: ANN401 - any anomalib dataset
-    ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, list[str]]]:
-        """Per true category: the validation images' ``(D, P, M, mask, families)``, maps ``(N, 1, h, w)``, ``h, w <= 128``.
-
-        ``M`` is ``None`` without prompt matching. The family of a defect is the one the synthetic validation set
-        assigned it (``anomaly_family``), else the image's folder (MVTec's defect type for real defects).
-        """
-        family_of = getattr(validation, "anomaly_family", lambda path: Path(path).parent.name)
-        loader = DataLoader(validation, batch_size=16, shuffle=False, collate_fn=validation.collate_fn)
-        size = (min(self.image_size[0], _FUSION_SELECTION_SIZE), min(self.image_size[1], _FUSION_SELECTION_SIZE))
-        collected: dict[int, list[tuple[torch.Tensor, ...]]] = {}
-        for batch in tqdm(loader, desc="PromptMAD calibration (fusion)", leave=False, disable=None):
-            images = self._network_input(batch.image)
-            maps = self.model.component_maps(images)
-            if batch.gt_mask is None:  # a batch of normal images only
-                mask = torch.zeros(images.shape[0], 1, *size, dtype=torch.bool)
-            else:
-                masks = batch.gt_mask.float().reshape(images.shape[0], 1, *batch.gt_mask.shape[-2:])
-                mask = F.interpolate(masks, size=size) > 0.5
-            components = [maps.distance, maps.probability] + ([maps.matching] if maps.matching is not None else [])
-            pooled = [F.adaptive_avg_pool2d(component, size).cpu() for component in components]
-            for item, label in enumerate(self.category_indices(batch.image_path).tolist()):
-                parts = tuple(part[item : item + 1] for part in [*pooled, mask])
-                family = family_of(batch.image_path[item]) if bool(mask[item].any()) else "normal"
-                collected.setdefault(label, []).append((parts, family))
-        result = {}
-        for label, items in collected.items():
-            parts = [torch.cat(column) for column in zip(*(item for item, _ in items), strict=True)]
-            matching = parts[2] if len(parts) == 4 else None
-            result[label] = (parts[0], parts[1], matching, parts[-1], [family for _, family in items])
-        return result
+        return self.calibrator().fusion_choices(validation)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -937,7 +597,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             # than the interrupted one. Left out of the final checkpoint (inference never uses it; ~50 MB for
             # 15 categories at 256 px).
             bank = self.model._prompt_bank  # noqa: SLF001
-            checkpoint[_PROMPT_BANK_KEY] = {label: torch.stack(features) for label, features in bank.items() if features}
+            checkpoint[_PROMPT_BANK_KEY] = {label: torch.stack(kept) for label, kept in bank.items() if kept}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Take the category names from the checkpoint: they index its text embeddings, prompts and prototypes.
@@ -945,22 +605,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         A trainer restoring ``ckpt_path`` into a model built without ``categories`` has by then taken the
         datamodule's, which may be fewer or in another order.
         """
-        state = checkpoint.get("state_dict") or {}
-        if "model.map_scale" in state and "model.fusion_weight" not in state:
-            # saved before per-category fusion rules existed: those models fused with the fixed weighted sum
-            count = state["model.map_scale"].numel()
-            weight = float(checkpoint.get("hyper_parameters", {}).get("segmentation_weight", 0.5))
-            state["model.fusion_weight"] = torch.full((count,), weight)
-            state["model.fusion_product"] = torch.zeros(count)
-        if "model.fusion_weight" in state and "model.fusion_matching" not in state:
-            state["model.fusion_matching"] = torch.zeros_like(state["model.fusion_weight"])
-        prompts = state.get("model.prompt_features")
-        if prompts is not None and prompts.ndim == 4:
-            # saved before prompt retrieval: one fixed prompt per category, i.e. a single candidate each
-            state["model.prompt_features"] = prompts.unsqueeze(1)
-            state["model.prompt_memory"] = state["model.prompt_memory"].unsqueeze(1)
-            state["model.prompt_descriptors"] = PromptMADModel.descriptor(prompts).unsqueeze(1)
-            state["model.prompt_valid"] = torch.ones(prompts.shape[0], 1)
+        migrate_checkpoint(checkpoint)
         super().on_load_checkpoint(checkpoint)
         if _PROMPT_BANK_KEY in checkpoint:
             self.model._prompt_bank = {  # noqa: SLF001 - restored for an exact resume (see on_save_checkpoint)

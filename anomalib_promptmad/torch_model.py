@@ -33,7 +33,31 @@ __all__ = ["ComponentMaps", "PromptMADModel", "TrainingOutput"]
 
 TOKEN_STRIDE = 16
 
-TrainingOutput = dict[str, torch.Tensor]
+class TrainingOutput(NamedTuple):
+    """Everything the loss needs for one training batch (normal images first, then their anomalous copies).
+
+    Attributes:
+        reconstruction: ``(2B, C, h, w)`` reconstructed tokens.
+        target: ``(2B, C, h, w)`` the clean images' tokens (the reconstruction target of both halves).
+        mask: ``(2B, 1, H, W)`` anomaly masks (zeros for the normal half).
+        coarse_logits: ``(2B, 1, H/4, W/4)`` the pixel head's logits.
+        refined_logits: ``(2B, 1, H/4, W/4)`` the diffusion refinement's logits, ``None`` without diffusion.
+    """
+
+    reconstruction: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    coarse_logits: torch.Tensor
+    refined_logits: torch.Tensor | None = None
+
+    @property
+    def pixel_logits(self) -> list[torch.Tensor]:
+        """The pixel logits the segmentation losses apply to: coarse, then refined where present."""
+        return [logits for logits in (self.coarse_logits, self.refined_logits) if logits is not None]
+
+    def float(self) -> TrainingOutput:
+        """Every tensor in fp32 (the losses' precision)."""
+        return TrainingOutput(*(None if value is None else value.float() for value in self))
 
 
 class ComponentMaps(NamedTuple):
@@ -580,9 +604,7 @@ class PromptMADModel(DynamicBufferMixin):
                 backbone then runs on ``anomalous_images`` only.
 
         Returns:
-            Dict with ``reconstruction`` and ``target`` ``(2B, C, h, w)``, ``mask`` ``(2B, 1, H, W)``
-            (normal images first) and, with a pixel head, ``logits_coarse`` / ``logits_refined``
-            ``(2B, 1, H/4, W/4)``.
+            The reconstruction, its target, the masks and the pixel logits (see :class:`TrainingOutput`).
         """
         if clean is None:
             both = self.backbone_features(torch.cat([images, anomalous_images]))
@@ -601,13 +623,14 @@ class PromptMADModel(DynamicBufferMixin):
         reconstruction = self._reconstruct(torch.cat([prompt, prompt]), features, text2)
         mask = torch.cat([torch.zeros_like(masks), masks])
         logits, coarse, condition = self._pixel_logits(reconstruction, features, skips, text2)
-        outputs: TrainingOutput = {
-            "reconstruction": reconstruction,
-            "target": torch.cat([clean_tokens, clean_tokens]),
-            "mask": mask,
-            "logits_coarse": coarse if coarse is not None else logits,
-        }
+        refined = None
         if self.diffusion is not None and coarse is not None and condition is not None:
             small_mask = F.adaptive_avg_pool2d(mask, coarse.shape[-2:])
-            outputs["logits_refined"] = self.diffusion.training_logits(small_mask, condition, coarse.detach(), text2)
-        return outputs
+            refined = self.diffusion.training_logits(small_mask, condition, coarse.detach(), text2)
+        return TrainingOutput(
+            reconstruction=reconstruction,
+            target=torch.cat([clean_tokens, clean_tokens]),
+            mask=mask,
+            coarse_logits=coarse if coarse is not None else logits,
+            refined_logits=refined,
+        )

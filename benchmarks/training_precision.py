@@ -47,9 +47,8 @@ def _make_step(
         start = time.perf_counter()
         with training_autocast(dtype, "cpu"):
             outputs = forward(images, anomalous, masks, category, clean)
-        outputs = {key: value.float() for key, value in outputs.items()}
-        logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
-        terms = loss(outputs["reconstruction"], outputs["target"], logits, outputs["mask"])
+        outputs = outputs.float()
+        terms = loss(outputs.reconstruction, outputs.target, outputs.pixel_logits, outputs.mask)
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()

@@ -123,8 +123,7 @@ def main() -> None:
             times["backbone (frozen)"] = 0.0  # reading the cache costs nothing: count the step's own passes only
         start = time.perf_counter()
         outputs = model.training_outputs(images, anomalous, masks, category, clean)
-        logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
-        terms = loss(outputs["reconstruction"], outputs["target"], logits, outputs["mask"])
+        terms = loss(outputs.reconstruction, outputs.target, outputs.pixel_logits, outputs.mask)
         forward = time.perf_counter() - start
         start = time.perf_counter()
         optimizer.zero_grad()

@@ -23,9 +23,25 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePath
+from typing import Any
 
-__all__ = ["MVTEC_SPLIT_FOLDERS", "category_from_path"]
+import torch
+
+__all__ = [
+    "MVTEC_SPLIT_FOLDERS",
+    "NO_CATEGORIES",
+    "category_from_path",
+    "category_indices",
+    "check_known_categories",
+    "datamodule_categories",
+]
+
+NO_CATEGORIES = (
+    "PromptMAD needs category names: pass `categories=[...]` to PromptMAD, load a trained checkpoint, or use a "
+    "datamodule that has `categories` (MultiClassMVTecAD, MultiClassFolder) or `category` (MVTecAD, Folder)."
+)
 
 # Folders that sit directly below a category folder in the MVTec layout (ground_truth holds masks).
 MVTEC_SPLIT_FOLDERS: frozenset[str] = frozenset({"train", "test", "ground_truth"})
@@ -88,3 +104,50 @@ def _category_below_root(path: PurePath, root: PurePath) -> str:
         )
         raise ValueError(msg)
     return relative.parts[0]
+
+
+def category_indices(
+    image_paths: Sequence[str],
+    categories: Sequence[str],
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``(B,)`` index in ``categories`` of each image's category (any layout when there is one category).
+
+    Raises:
+        ValueError: An image's category is not one of ``categories``.
+    """
+    if len(categories) == 1:
+        return torch.zeros(len(image_paths), dtype=torch.long, device=device)
+    index = {name: position for position, name in enumerate(categories)}
+    names = [category_from_path(path) for path in image_paths]
+    missing = sorted({name for name in names if name not in index})
+    if missing:
+        msg = f"images of categories {missing} are not among this model's categories {list(categories)}"
+        raise ValueError(msg)
+    return torch.tensor([index[name] for name in names], dtype=torch.long, device=device)
+
+
+def datamodule_categories(datamodule: Any) -> list[str] | None:  # noqa: ANN401 - any anomalib datamodule
+    """Category names of a multi-class (``categories``) or single-class (``category``) datamodule, if any."""
+    found = getattr(datamodule, "categories", None) or (
+        [datamodule.category] if getattr(datamodule, "category", None) else None
+    )
+    return list(found) if found else None
+
+
+def check_known_categories(known: Sequence[str] | None, datamodule: Any) -> None:  # noqa: ANN401
+    """A model must know its categories, and every category of the datamodule it is given.
+
+    Raises:
+        ValueError: ``known`` is ``None``, or the datamodule has categories outside it.
+    """
+    if known is None:
+        raise ValueError(NO_CATEGORIES)
+    unknown = sorted(set(datamodule_categories(datamodule) or ()) - set(known))
+    if unknown:
+        msg = (
+            f"the datamodule has categories {unknown} that this PromptMAD model was not trained on "
+            f"(it knows {list(known)}): select known categories with the datamodule's `categories`, "
+            "or train a model that includes them."
+        )
+        raise ValueError(msg)

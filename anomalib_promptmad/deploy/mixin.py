@@ -39,6 +39,7 @@ from anomalib_promptmad.deploy.checkpoint import (
     uncalibrated_message,
     unreadable_checkpoint_message,
 )
+from anomalib_promptmad.deploy.migration import settings_missing_from
 from anomalib_promptmad.deploy.predictions import PredictionCSVWriter
 
 __all__ = ["DeploymentMixin"]
@@ -47,20 +48,6 @@ logger = logging.getLogger(__name__)
 
 # ONNX opset of PromptMAD's exported graphs: the one torch's dynamo exporter emits (see to_onnx)
 _ONNX_OPSET = 18
-
-# Network settings added after checkpoints were first written, with the value those older checkpoints were trained
-# with: a checkpoint whose hyper-parameters lack one is rebuilt with this value, not with today's default.
-SETTINGS_OF_OLDER_CHECKPOINTS: dict[str, Any] = {
-    "token_resampling": "bilinear",
-    "standardize_tokens": False,
-    "segmentor_reads_features": True,
-}
-
-
-def _settings_missing_from(saved: dict[str, Any]) -> dict[str, Any]:
-    """The settings a checkpoint saved before they existed was trained with (those its ``saved`` lacks)."""
-    return {name: value for name, value in SETTINGS_OF_OLDER_CHECKPOINTS.items() if name not in saved}
-
 
 def _normalised(value: Any) -> Any:
     """Compare hyper-parameters across checkpoints: tuples and lists alike, ``64`` like ``(64, 64)``."""
@@ -126,7 +113,7 @@ class DeploymentMixin:
             if checkpoint is not None:
                 check_promptmad_checkpoint(checkpoint, checkpoint_path)
                 kwargs = _without_missing_prompt_files(checkpoint, kwargs)
-                kwargs = {**_settings_missing_from(checkpoint.get("hyper_parameters") or {}), **kwargs}
+                kwargs = {**settings_missing_from(checkpoint.get("hyper_parameters") or {}), **kwargs}
         model = super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
         if isinstance(checkpoint_path, str | Path):
             model._checkpoint_path = str(checkpoint_path)  # named by the error for an unfinished checkpoint
@@ -169,7 +156,7 @@ class DeploymentMixin:
         from anomalib_promptmad.torch_model import PromptMADModel
 
         names = [name for name in inspect.signature(PromptMADModel.__init__).parameters if name != "self"]
-        saved = {**_settings_missing_from(saved), **saved}
+        saved = {**settings_missing_from(saved), **saved}
         current = dict(self.hparams)  # type: ignore[attr-defined]
         if "image_size" in saved and isinstance(saved["image_size"], int):
             saved = {**saved, "image_size": (saved["image_size"], saved["image_size"])}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-import anomalib_promptmad.lightning_model as lightning_model
+import anomalib_promptmad.prompts.category_embeddings as category_embeddings
 from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
 
 # a name part "text" (text_tokens, prompt_to_text, norm_text, ...), not "texture"
@@ -49,11 +49,10 @@ def _train_step_and_predict(model: Any, datamodule: Any) -> tuple[dict[str, torc
         model.model.set_text_embeddings(embeddings)
     batch = next(iter(datamodule.train_dataloader()))
     category = model.category_indices(batch.image_path)
-    anomalous, masks = model.synthesizer(batch.image, torch.Generator().manual_seed(0))
+    anomalous, masks = model.training_inputs.synthesizer(batch.image, torch.Generator().manual_seed(0))
     model.train()
     outputs = model.model.training_outputs(batch.image, anomalous, masks, category)
-    logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
-    terms = model.loss(outputs["reconstruction"], outputs["target"], logits, outputs["mask"])
+    terms = model.loss(outputs.reconstruction, outputs.target, outputs.pixel_logits, outputs.mask)
     trainable = [parameter for parameter in model.model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3)
     terms["loss"].backward()
@@ -97,17 +96,17 @@ def test_every_variant_trains_and_predicts(variant: str, make_model, demo_data) 
         assert network.segmentor is None
         assert network.diffusion is None
         assert not [name for name in state if ".segmentor." in name or ".diffusion." in name]
-        assert "logits_refined" not in outputs
+        assert outputs.refined_logits is None
     else:
         assert network.refiner is None
         assert isinstance(network.segmentor, TextGuidedSegmentor)
     if variant in {"no_segmentor", "no_diffusion"}:
         assert network.diffusion is None
         assert not [name for name in state if ".diffusion." in name]
-        assert "logits_refined" not in outputs
+        assert outputs.refined_logits is None
     else:
         assert isinstance(network.diffusion, DiffusionRefinement)
-        assert "logits_refined" in outputs
+        assert outputs.refined_logits is not None
     # the focal term is still reported, but only counts towards the total where its weight is not 0
     assert terms["focal"] > 0
     without_focal = terms["reconstruction"] + 0.5 * terms["dice"]
@@ -123,7 +122,7 @@ def test_without_text_prompts_no_text_encoder_is_built(make_model, monkeypatch: 
         msg = "use_text_prompts=False must not build a text encoder"
         raise AssertionError(msg)
 
-    monkeypatch.setattr(lightning_model, "build_text_encoder", refuse)
+    monkeypatch.setattr(category_embeddings, "build_text_encoder", refuse)
     model = make_model(backbone_weights="none", use_text_prompts=False, categories=["disc", "fabric"])
     model.setup("fit")
 

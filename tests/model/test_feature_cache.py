@@ -35,7 +35,7 @@ class BackboneCalls(Callback):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         del trainer
-        cache = pl_module.feature_cache
+        cache = pl_module.training_inputs.feature_cache
         self.cache_sizes.append(None if cache is None else len(cache))
 
     def watch(self, backbone: torch.nn.Module) -> None:
@@ -77,7 +77,7 @@ def test_second_epoch_runs_the_backbone_on_synthetic_images_only(
     assert sum(first) == 2 * train_images, recorder.calls
     assert sum(second) == train_images, recorder.calls
     assert recorder.cache_sizes == [train_images, train_images]
-    assert model.feature_cache is None  # freed after training
+    assert model.training_inputs.feature_cache is None  # freed after training
 
 
 def test_augmented_training_images_are_not_cached(demo_root: Path, make_model, make_datamodule, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 from anomalib.engine import Engine
 from torch.utils.data import DataLoader
 
-import anomalib_promptmad.lightning_model as lightning_model
+import anomalib_promptmad.prompts.category_embeddings as category_embeddings
 import anomalib_promptmad.prompts as prompts
 import anomalib_promptmad.prompts.text_encoder as text_encoder
 from anomalib_promptmad import PromptMAD
@@ -26,7 +26,7 @@ def _forbid_text_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
         msg = "a trained PromptMAD must not build a text encoder"
         raise AssertionError(msg)
 
-    for module in (lightning_model, prompts, text_encoder):
+    for module in (category_embeddings, prompts, text_encoder):
         monkeypatch.setattr(module, "build_text_encoder", refuse)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import anomalib_promptmad.lightning_model as lightning_model
 from anomalib_promptmad import MultiClassFolder, MultiClassMVTecAD
 from anomalib_promptmad.prompts import PromptLibrary
 from anomalib_promptmad.data.demo import main as demo_data_main
@@ -36,8 +37,9 @@ def test_the_dataset_roots_prompts_yaml_is_read_when_no_library_is_given(
     assert torch.equal(found, expected)
     assert implicit.hparams["prompt_library"] == [str(demo_root / "prompts.yaml")]  # recorded in the checkpoint
     packaged_only = make_model(prompt_library=None)
-    monkeypatch.setattr(packaged_only, "_dataset_prompt_files", list)  # as before: the file is not read
-    assert not torch.equal(_embeddings_with(packaged_only, datamodule, monkeypatch), expected)
+    with monkeypatch.context() as patched:
+        patched.setattr(lightning_model, "dataset_prompt_file", lambda root: None)  # as before: the file is not read
+        assert not torch.equal(_embeddings_with(packaged_only, datamodule, patched), expected)
 
 
 def test_a_missing_relative_prompt_file_says_where_it_was_looked_for(

@@ -104,11 +104,10 @@ def test_fp16_autocast_keeps_losses_and_maps_finite(demo_root: Path, model_setti
     assert torch.allclose(half, reference, atol=0.05), (half - reference).abs().max()
     model.model.train()
     generator = torch.Generator().manual_seed(0)
-    anomalous, masks = model.synthesizer(images, generator)
+    anomalous, masks = model.training_inputs.synthesizer(images, generator)
     with torch.autocast("cpu", dtype=torch.float16):
         outputs = model.model.training_outputs(images, anomalous, masks, category)
-        pixel_logits = [outputs[key] for key in ("logits_coarse", "logits_refined") if key in outputs]
-        terms = model.loss(outputs["reconstruction"], outputs["target"], pixel_logits, outputs["mask"])
+        terms = model.loss(outputs.reconstruction, outputs.target, outputs.pixel_logits, outputs.mask)
     assert all(torch.isfinite(value).all() for value in terms.values()), terms
     terms["loss"].backward()
 
