@@ -41,8 +41,8 @@ from torchvision.transforms.v2 import Resize
 from tqdm import tqdm
 
 from anomalib_promptmad.backbone.feature_cache import BackboneFeatures, FeatureCache
+from anomalib_promptmad.callbacks.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.category import category_from_path
-from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.synthetic import (
     DEFAULT_CHANGE_THRESHOLD,
     AnomalySynthesizer,
