@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first use)
 _LAZY_EXPORTS: dict[str, str] = {
     "PromptMAD": "anomalib_promptmad.lightning_model",
-    "MultiClassMVTecAD": "anomalib_promptmad.data.multiclass",
-    "MultiClassFolder": "anomalib_promptmad.data.multiclass",
+    "MultiClassMVTecAD": "anomalib_promptmad.data.mvtec",
+    "MultiClassFolder": "anomalib_promptmad.data.folder",
     "generate_demo_dataset": "anomalib_promptmad.data.demo",
 }
 
@@ -31,7 +31,8 @@ __all__ = [*_LAZY_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from anomalib_promptmad.data.demo import generate_demo_dataset
-    from anomalib_promptmad.data.multiclass import MultiClassFolder, MultiClassMVTecAD
+    from anomalib_promptmad.data.folder import MultiClassFolder
+    from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
     from anomalib_promptmad.lightning_model import PromptMAD
 
 

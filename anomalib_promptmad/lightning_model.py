@@ -37,13 +37,13 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torchvision.transforms.v2 import Resize
 
 from anomalib_promptmad.calibration import CalibrationSettings, Calibrator
+from anomalib_promptmad.callbacks.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.category import (
     NO_CATEGORIES,
     category_indices,
     check_known_categories,
     datamodule_categories,
 )
-from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
 from anomalib_promptmad.data.synthetic import DEFAULT_CHANGE_THRESHOLD, AnomalySynthesizer
 from anomalib_promptmad.deploy.migration import migrate_checkpoint
 from anomalib_promptmad.deploy.mixin import DeploymentMixin

@@ -29,8 +29,8 @@ _TRIGGER_MODULE = "anomalib.models"
 # (module that defines the class, class name, anomalib namespace it is published in)
 _REGISTRATIONS: tuple[tuple[str, str, str], ...] = (
     ("anomalib_promptmad.lightning_model", "PromptMAD", "anomalib.models"),
-    ("anomalib_promptmad.data.multiclass", "MultiClassMVTecAD", "anomalib.data"),
-    ("anomalib_promptmad.data.multiclass", "MultiClassFolder", "anomalib.data"),
+    ("anomalib_promptmad.data.mvtec", "MultiClassMVTecAD", "anomalib.data"),
+    ("anomalib_promptmad.data.folder", "MultiClassFolder", "anomalib.data"),
 )
 
 

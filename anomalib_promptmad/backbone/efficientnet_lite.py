@@ -21,14 +21,15 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import timm
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
+
+from anomalib_promptmad.atomic_write import write_atomic
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -167,17 +168,11 @@ def weights_cache_dir() -> Path:
 
 
 def _atomic_save(state_dict: dict[str, torch.Tensor], target: Path, metadata: dict[str, str]) -> None:
-    """Write ``state_dict`` to ``target`` via a temporary file, so readers never see half a file."""
+    """Write ``state_dict`` to ``target`` as safetensors with :func:`write_atomic`: readers never see half a file."""
     missing_dirs = [parent for parent in (target.parent, *target.parent.parents) if not parent.exists()]
+    tensors = {key: value.contiguous() for key, value in state_dict.items()}
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(descriptor)
-        try:
-            save_file({key: value.contiguous() for key, value in state_dict.items()}, temporary, metadata=metadata)
-            os.replace(temporary, target)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        write_atomic(target, lambda file: file.write(safetensors_bytes(tensors, metadata=metadata)))
     except OSError as error:
         for folder in missing_dirs:  # deepest first: leave no empty folders behind
             if folder.is_dir() and not any(folder.iterdir()):

@@ -7,7 +7,7 @@
 
 reads ``job.json`` from that folder and writes, in this order, each file atomically:
 
-* ``per_category_metrics.csv`` (from :class:`~anomalib_promptmad.data.PerCategoryMetrics`);
+* ``per_category_metrics.csv`` (from :class:`~anomalib_promptmad.callbacks.PerCategoryMetrics`);
 * ``maps.npz``: the fixed test images, their masks and this model's anomaly maps
   (:mod:`~anomalib_promptmad.benchmark.samples`);
 * ``result.json``: metrics per category, cost, environment, and the job spec itself. It is written
@@ -88,8 +88,8 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
     from anomalib_promptmad.benchmark.models import build_model
     from anomalib_promptmad.benchmark.samples import collect_samples, save_samples, select_samples
     from anomalib_promptmad.benchmark.throughput import images_per_second, peak_memory_mib
-    from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
-    from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
+    from anomalib_promptmad.callbacks.per_category_metrics import PerCategoryMetrics
+    from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
 
     job_dir = Path(job_dir)
     if spec.get("threads"):

@@ -3,7 +3,7 @@
 
 """The metrics a benchmark reports, and where they come from.
 
-Quality metrics come from :class:`~anomalib_promptmad.data.PerCategoryMetrics` (threshold-free, on the
+Quality metrics come from :class:`~anomalib_promptmad.callbacks.PerCategoryMetrics` (threshold-free, on the
 models' raw scores min-max normalised per category, so no model is favoured by anomalib's clamping);
 cost metrics are measured by the job (:mod:`~anomalib_promptmad.benchmark.throughput`).
 """

@@ -116,7 +116,7 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path, gener
         BenchmarkConfigError: Missing root (the message names the key and the root), unknown categories, a
             category found under two roots, bad generator arguments.
     """
-    from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
+    from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
 
     spec = config.datasets[index]
     key = f"datasets[{index}]"
@@ -146,7 +146,7 @@ def prepare_dataset(config: BenchmarkConfig, index: int, output_dir: Path, gener
 
 def _prepare_roots(config: BenchmarkConfig, index: int) -> PreparedDataset:
     """Check a dataset with several roots: each root exists, each category lives in exactly one of them."""
-    from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
+    from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
 
     spec = config.datasets[index]
     key = f"datasets[{index}].root"

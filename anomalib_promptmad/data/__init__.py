@@ -1,10 +1,10 @@
 # Copyright (C) 2026 anomalib-promptmad developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Data for multi-class anomaly detection: datamodules, per-category metrics, synthetic anomalies, demo data.
+"""Data for multi-class anomaly detection: datamodules, synthetic anomalies, demo data.
 
 Public names resolve lazily (PEP 562) so that ``import anomalib_promptmad.data.category`` or the demo
-generator do not import anomalib.
+generator do not import anomalib. The per-category metrics callback is in :mod:`anomalib_promptmad.callbacks`.
 
 Example:
     >>> from anomalib_promptmad.data import category_from_path
@@ -23,29 +23,28 @@ __all__ = [
     "MultiClassDataset",
     "MultiClassFolder",
     "MultiClassMVTecAD",
-    "PerCategoryMetrics",
-    "SyntheticAnomalyDataset",
+    "SyntheticValidationDataset",
     "category_from_path",
     "generate_demo_dataset",
 ]
 
 _LAZY_EXPORTS: dict[str, str] = {
     "AnomalySynthesizer": "anomalib_promptmad.data.synthetic.synthesizer",
-    "MultiClassDataset": "anomalib_promptmad.data.multiclass",
-    "MultiClassFolder": "anomalib_promptmad.data.multiclass",
-    "MultiClassMVTecAD": "anomalib_promptmad.data.multiclass",
-    "PerCategoryMetrics": "anomalib_promptmad.data.per_category_metrics",
-    "SyntheticAnomalyDataset": "anomalib_promptmad.data.synthetic.dataset",
+    "MultiClassDataset": "anomalib_promptmad.data.dataset",
+    "MultiClassFolder": "anomalib_promptmad.data.folder",
+    "MultiClassMVTecAD": "anomalib_promptmad.data.mvtec",
+    "SyntheticValidationDataset": "anomalib_promptmad.data.synthetic.dataset",
     "category_from_path": "anomalib_promptmad.data.category",
     "generate_demo_dataset": "anomalib_promptmad.data.demo",
 }
 
 if TYPE_CHECKING:
     from anomalib_promptmad.data.category import category_from_path
+    from anomalib_promptmad.data.dataset import MultiClassDataset
     from anomalib_promptmad.data.demo import generate_demo_dataset
-    from anomalib_promptmad.data.multiclass import MultiClassDataset, MultiClassFolder, MultiClassMVTecAD
-    from anomalib_promptmad.data.per_category_metrics import PerCategoryMetrics
-    from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+    from anomalib_promptmad.data.folder import MultiClassFolder
+    from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
+    from anomalib_promptmad.data.synthetic.dataset import SyntheticValidationDataset
     from anomalib_promptmad.data.synthetic.synthesizer import AnomalySynthesizer
 
 

@@ -8,8 +8,8 @@ category (PromptMAD's text prompts, per-category metrics) read it from the path.
 
 * **MVTec layout** (no ``root`` given): ``<root>/<category>/{train,test,ground_truth}/<type>/<file>``,
   the category is the folder above ``train``/``test``. This holds for anomalib's own ``MVTecAD``
-  batches, for :class:`~anomalib_promptmad.data.multiclass.MultiClassMVTecAD` and for
-  :class:`~anomalib_promptmad.data.multiclass.MultiClassFolder` with its default sub-paths.
+  batches, for :class:`~anomalib_promptmad.data.mvtec.MultiClassMVTecAD` and for
+  :class:`~anomalib_promptmad.data.folder.MultiClassFolder` with its default sub-paths.
 * **Any layout** (``root`` given): the category is the first path component below ``root``. Both
   multi-class datamodules expose ``root`` for this.
 

@@ -136,11 +136,11 @@ def test_unwritable_cache_fails_clearly(tmp_path: Path, monkeypatch: pytest.Monk
 def test_failed_write_leaves_no_partial_file_or_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failed write removes its temporary file and the folders it created."""
 
-    def disk_full(tensors: dict, filename: str, metadata: dict) -> None:
-        Path(filename).write_bytes(b"partial")
+    def disk_full(tensors: dict, metadata: dict) -> bytes:
+        # called inside the atomic write, once its temporary file exists in the new cache folder
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(efficientnet_lite, "save_file", disk_full)
+    monkeypatch.setattr(efficientnet_lite, "safetensors_bytes", disk_full)
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "new" / "cache"))
     with pytest.raises(OSError, match="No space left"):
         converted_weights_file("tf_efficientnet_lite0")

@@ -139,7 +139,7 @@ def test_fitted_job_model_ends_with_anomalibs_memory_bank(tmp_path: Path) -> Non
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
-    from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
+    from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
 
     job = _patchcore_job(tmp_path)
     banks, models = [], []

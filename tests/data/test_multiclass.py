@@ -14,8 +14,9 @@ import torch
 from anomalib.data.utils import ValSplitMode
 
 from anomalib_promptmad.data.category import category_from_path
-from anomalib_promptmad.data.multiclass import MultiClassFolder, MultiClassMVTecAD
-from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+from anomalib_promptmad.data.folder import MultiClassFolder
+from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
+from anomalib_promptmad.data.synthetic.dataset import SyntheticValidationDataset
 
 DEMO_CATEGORIES = ("disc", "fabric")  # as made by the demo_root fixture (checked in test_demo_spec)
 N_TRAIN = 8
@@ -183,7 +184,7 @@ def test_default_split_is_leak_free_and_per_category(setup_datamodule: MultiClas
     datamodule = setup_datamodule
     assert datamodule.val_split_mode == ValSplitMode.SYNTHETIC
     train, val, test = datamodule.train_data, datamodule.val_data, datamodule.test_data
-    assert isinstance(val, SyntheticAnomalyDataset)
+    assert isinstance(val, SyntheticValidationDataset)
     held_out = round(0.25 * N_TRAIN)
     for category in DEMO_CATEGORIES:
         assert (train.samples.category == category).sum() == N_TRAIN - held_out
@@ -336,7 +337,7 @@ def test_instantiable_from_config(demo_root: Path) -> None:
     config = parser.parse_object(
         {
             "data": {
-                "class_path": "anomalib_promptmad.data.multiclass.MultiClassMVTecAD",
+                "class_path": "anomalib_promptmad.data.mvtec.MultiClassMVTecAD",
                 "init_args": {"root": str(demo_root), "categories": ["fabric"], "val_split_mode": "synthetic"},
             },
         },
@@ -346,12 +347,32 @@ def test_instantiable_from_config(demo_root: Path) -> None:
     assert datamodule.categories == ["fabric"]
 
 
+@pytest.mark.parametrize("datamodule_class", [MultiClassMVTecAD, MultiClassFolder])
+def test_cli_sees_the_shared_arguments_forwarded_as_kwargs(datamodule_class: type) -> None:
+    """The shared settings, declared once on the base, are the CLI's arguments of each datamodule, with defaults."""
+    import inspect
+
+    from jsonargparse import ArgumentParser
+
+    from anomalib_promptmad.data.datamodule import MultiClassDataModule
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(datamodule_class, "data")
+    defaults = parser.get_defaults().data
+    parameters = list(inspect.signature(MultiClassDataModule.__init__).parameters.values())
+    assert [parameter.name for parameter in parameters[:3]] == ["self", "root", "categories"]
+    shared = parameters[3:]  # each subclass declares root and categories itself
+    assert shared[-1].name == "validate_files"
+    for parameter in shared:
+        assert defaults[parameter.name] == parameter.default, parameter.name
+
+
 def test_synthetic_test_split(demo_root: Path) -> None:
     """test_split_mode='synthetic' tests on each test normal and a synthetic anomaly of it."""
     datamodule = MultiClassMVTecAD(root=demo_root, test_split_mode="synthetic", val_split_mode="none")
     datamodule.setup()
     test = datamodule.test_data
-    assert isinstance(test, SyntheticAnomalyDataset)
+    assert isinstance(test, SyntheticValidationDataset)
     assert set(test.samples.label) == {"good", "synthetic"}
     assert len(test) == 2 * 3 * len(DEMO_CATEGORIES)
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from anomalib_promptmad.data.multiclass import MultiClassMVTecAD
-from anomalib_promptmad.data.per_category_metrics import IMAGE_METRICS, PIXEL_METRICS, PerCategoryMetrics
+from anomalib_promptmad.callbacks.per_category_metrics import IMAGE_METRICS, PIXEL_METRICS, PerCategoryMetrics
+from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
 
 CATEGORIES = ["disc", "fabric"]
 
@@ -223,7 +223,7 @@ def test_root_rule_for_custom_layouts(tmp_path: Path) -> None:
 def test_log_names_where_the_values_survive_a_temporary_root(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A TemporaryDirectory root (anomalib benchmark's): the log says it may go, and where the values stay."""
     batch = _batch("nut", torch.tensor([1.0, 2.0]), torch.tensor([0, 1]), torch.rand(2, 8, 8), torch.zeros(2, 8, 8))
-    with caplog.at_level(logging.INFO, logger="anomalib_promptmad.data.per_category_metrics"):
+    with caplog.at_level(logging.INFO, logger="anomalib_promptmad.callbacks.per_category_metrics"):
         _run(PerCategoryMetrics(), [batch], tmp_path)  # pytest's own temporary folder: a plain message
         assert caplog.messages[-1] == f"Per-category metrics written to {tmp_path / 'per_category_metrics.csv'}"
         with tempfile.TemporaryDirectory() as temporary:

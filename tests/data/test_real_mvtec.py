@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from anomalib_promptmad.data.category import category_from_path
-from anomalib_promptmad.data.multiclass import MultiClassFolder, MultiClassMVTecAD
+from anomalib_promptmad.data.folder import MultiClassFolder
+from anomalib_promptmad.data.mvtec import MultiClassMVTecAD
 
 pytestmark = pytest.mark.real_data
 

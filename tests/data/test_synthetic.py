@@ -260,14 +260,14 @@ def test_synthetic_anomaly_dataset(demo_root: Path) -> None:
     from anomalib.data.datasets.image.mvtecad import MVTecADDataset
     from anomalib.data.utils import read_image
 
-    from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+    from anomalib_promptmad.data.synthetic.dataset import SyntheticValidationDataset
 
     source = MVTecADDataset(root=demo_root, category="disc", split="train")
-    dataset = SyntheticAnomalyDataset(source, seed=3)
+    dataset = SyntheticValidationDataset(source, seed=3)
     assert len(dataset) == 2 * len(source)
     assert dataset.samples.label_index.tolist().count(1) == len(source)
-    again = SyntheticAnomalyDataset(source, seed=3)
-    other_seed = SyntheticAnomalyDataset(source, seed=4)
+    again = SyntheticValidationDataset(source, seed=3)
+    other_seed = SyntheticValidationDataset(source, seed=4)
     n_anomalous = 0
     for index in range(len(dataset)):
         item = dataset[index]

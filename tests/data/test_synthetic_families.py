@@ -225,13 +225,13 @@ def _write_category(root: Path, category: str, colour: tuple[int, int, int], cou
 def test_validation_anomalies_come_only_from_held_out_families_on_the_foreground(tmp_path: Path) -> None:
     from anomalib.data.datasets.image.mvtecad import MVTecADDataset
 
-    from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+    from anomalib_promptmad.data.synthetic.dataset import SyntheticValidationDataset
 
     _write_category(tmp_path, "disc", (40, 60, 150))
     _write_category(tmp_path, "coin", (150, 90, 30))
     source = MVTecADDataset(root=tmp_path, category="disc", split="train")
     source += MVTecADDataset(root=tmp_path, category="coin", split="train")
-    dataset = SyntheticAnomalyDataset(source, seed=0)
+    dataset = SyntheticValidationDataset(source, seed=0)
     assert set(dataset.synthesizer.families) == set(VALIDATION_FAMILIES)
     assert set(dataset.foregrounds) == {"disc", "coin"}
     families = set()
@@ -253,21 +253,21 @@ def test_validation_anomalies_come_only_from_held_out_families_on_the_foreground
 def test_validation_families_are_assigned_in_equal_shares_and_synthesised_as_assigned(tmp_path: Path) -> None:
     from anomalib.data.datasets.image.mvtecad import MVTecADDataset
 
-    from anomalib_promptmad.data.synthetic.dataset import SyntheticAnomalyDataset
+    from anomalib_promptmad.data.synthetic.dataset import SyntheticValidationDataset
 
     _write_category(tmp_path, "disc", (40, 60, 150), count=9)
     source = MVTecADDataset(root=tmp_path, category="disc", split="train")
-    dataset = SyntheticAnomalyDataset(source, seed=0)
+    dataset = SyntheticValidationDataset(source, seed=0)
     anomalous = [i for i in range(len(dataset)) if dataset.samples.iloc[i].label_index == 1]
     assigned = [dataset.anomaly_family(dataset.samples.iloc[i].image_path) for i in anomalous]
     assert sorted(assigned) == sorted(list(VALIDATION_FAMILIES) * 3)  # 9 images, 3 families, 3 each
     made = [dataset.anomaly(i).families[0] for i in anomalous]
     assert all(got in {want, FALLBACK_FAMILY} for got, want in zip(made, assigned, strict=True))
     assert sum(got == want for got, want in zip(made, assigned, strict=True)) >= 7
-    again = SyntheticAnomalyDataset(source, seed=0)
+    again = SyntheticValidationDataset(source, seed=0)
     assert [again.anomaly_family(dataset.samples.iloc[i].image_path) for i in anomalous] == assigned
     # without a foreground every category is a texture: parts cannot be misplaced
-    textures = SyntheticAnomalyDataset(source, seed=0, foreground=False)
+    textures = SyntheticValidationDataset(source, seed=0, foreground=False)
     names = {textures.anomaly_family(textures.samples.iloc[i].image_path) for i in anomalous}
     assert names == set(VALIDATION_FAMILIES) - OBJECT_ONLY_FAMILIES
 

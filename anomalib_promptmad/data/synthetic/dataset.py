@@ -1,11 +1,14 @@
 # Copyright (C) 2026 anomalib-promptmad developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""A validation (or test) set of normal images and synthetic anomalies made from them, in memory.
+"""The leak-free validation set: held-out normal images, and a synthetic anomaly of each, in memory.
+
+The multi-class datamodules build it from each category's held-out training normals
+(``val_split_mode="synthetic"``, the default), and from the test normals with ``test_split_mode="synthetic"``.
 
 anomalib's own ``SyntheticAnomalyDataset`` writes PNG files to the system temp folder, draws its
 anomalies from the global random state (different every run) and picks the anomalous half across all
-categories at once. :class:`SyntheticAnomalyDataset` here instead keeps every source image twice, once
+categories at once. :class:`SyntheticValidationDataset` instead keeps every source image twice, once
 as a normal sample and once with an anomaly synthesised on the fly by
 :class:`~anomalib_promptmad.data.synthetic.AnomalySynthesizer`. Each anomaly is seeded from the image's
 path and the dataset seed, so it is identical in every epoch, every worker and every run; nothing is
@@ -18,7 +21,7 @@ images, so validation scores measure how the model does on defect kinds it never
 
 Each anomalous sample is assigned one family before anything is synthesised: within a category, the samples
 ordered by their seed take the families in turn (object-only families are skipped for textures), so every
-family gets an equal share of a small split and :meth:`SyntheticAnomalyDataset.anomaly_family` names a
+family gets an equal share of a small split and :meth:`SyntheticValidationDataset.anomaly_family` names a
 sample's family without synthesising it. Choices made on validation (the fusion rules) can then be scored
 per family, so that one family that happens to suit a rule does not decide for the whole category.
 """
@@ -42,13 +45,13 @@ from anomalib_promptmad.data.synthetic.families import OBJECT_ONLY_FAMILIES, VAL
 from anomalib_promptmad.data.synthetic.foreground import category_foregrounds, foreground_batch
 from anomalib_promptmad.data.synthetic.synthesizer import AnomalySynthesizer, SynthesisResult
 
-__all__ = ["SYNTHETIC_LABEL", "SyntheticAnomalyDataset"]
+__all__ = ["SYNTHETIC_LABEL", "SyntheticValidationDataset"]
 
 # Value of the ``label`` column for the synthesised samples.
 SYNTHETIC_LABEL = "synthetic"
 
 
-class SyntheticAnomalyDataset(AnomalibDataset):
+class SyntheticValidationDataset(AnomalibDataset):
     """Normal images plus one synthetic anomaly of each (segmentation task, exact masks).
 
     Args:
@@ -67,7 +70,7 @@ class SyntheticAnomalyDataset(AnomalibDataset):
         ValueError: If ``source`` has no normal sample.
 
     Example:
-        >>> val = SyntheticAnomalyDataset(normal_train_subset, seed=0)  # doctest: +SKIP
+        >>> val = SyntheticValidationDataset(normal_train_subset, seed=0)  # doctest: +SKIP
         >>> item = val[1]  # doctest: +SKIP
         >>> item.gt_label, item.gt_mask.shape  # doctest: +SKIP
         (tensor(1), torch.Size([256, 256]))

@@ -7,7 +7,7 @@ For each image of a batch, :class:`AnomalySynthesizer` draws one defect family (
 :mod:`~anomalib_promptmad.data.synthetic.families`) with configurable probabilities: CutPaste "patch" or
 "scar", DRAEM's Perlin-masked texture blending, small spots, scratches and cracks, colour shifts,
 missing or misplaced parts, and textures from other categories. By default training draws four families
-and validation (:class:`~anomalib_promptmad.data.synthetic.dataset.SyntheticAnomalyDataset`) three others,
+and validation (:class:`~anomalib_promptmad.data.synthetic.dataset.SyntheticValidationDataset`) three others,
 so that validation measures generalisation to defect kinds never trained on; spots and scratches are
 opt-in (see :mod:`~anomalib_promptmad.data.synthetic.families`).
 

@@ -38,9 +38,9 @@ Memory: per category the callback keeps anomaly maps (float32) and masks (bool) 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
-import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -54,7 +54,7 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.metrics import AUPR, AUPRO, AUROC, F1Max, F1Score
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_promptmad.atomic_write import default_file_mode
+from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.data.category import category_from_path
 
 __all__ = ["IMAGE_METRICS", "PIXEL_METRICS", "PerCategoryMetrics"]
@@ -340,27 +340,19 @@ class PerCategoryMetrics(Callback):
         return out
 
     def _write_csv(self, path: Path) -> None:
-        """Write ``results`` to ``path`` atomically (temporary file, then rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write ``results`` to ``path`` atomically (:func:`~anomalib_promptmad.atomic_write.write_text_atomic`)."""
         metrics = [m for m in (*IMAGE_METRICS, *PIXEL_METRICS) if any(m in r for r in self.results.values())]
         columns = ["category", "n_images", "n_anomalous", *metrics]
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        if hasattr(os, "fchmod"):  # the mode open() would give, not mkstemp's 0600
-            os.fchmod(descriptor, default_file_mode())
-        try:
-            with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as file:
-                writer = csv.writer(file)
-                writer.writerow(columns)
-                for category, metrics in self.results.items():
-                    row: list[Any] = [category]
-                    for column in columns[1:]:
-                        value = metrics.get(column, float("nan"))
-                        row.append(int(value) if column.startswith("n_") else f"{value:.6f}")
-                    writer.writerow(row)
-            Path(temporary).replace(path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(columns)
+        for category, metrics in self.results.items():
+            row: list[Any] = [category]
+            for column in columns[1:]:
+                value = metrics.get(column, float("nan"))
+                row.append(int(value) if column.startswith("n_") else f"{value:.6f}")
+            writer.writerow(row)
+        write_text_atomic(path, table.getvalue())
 
 
 _PIXEL_SCORE_METRICS: dict[str, Callable[[float], Any]] = {
