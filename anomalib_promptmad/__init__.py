@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from anomalib_promptmad.lazy_exports import lazy_exports
+from anomalib_promptmad.infrastructure.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 

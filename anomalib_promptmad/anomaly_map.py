@@ -29,7 +29,7 @@ __all__ = ["AnomalyMapGenerator", "fuse_maps"]
 def fuse_maps(
     distance: torch.Tensor,
     probability: torch.Tensor,
-    weight: torch.Tensor,
+    segmentation_weight: torch.Tensor,
     product: torch.Tensor,
     matching: torch.Tensor | None = None,
     matching_weight: torch.Tensor | None = None,
@@ -39,7 +39,7 @@ def fuse_maps(
     Args:
         distance: ``(B, 1, H, W)`` scaled distance map ``D`` (about 1 at a normal image's 99th percentile).
         probability: ``(B, 1, H, W)`` pixel-head probability ``P``.
-        weight: ``(B,)`` weight ``w`` of ``P`` in the sum.
+        segmentation_weight: ``(B,)`` weight ``w`` of ``P`` in the sum.
         product: ``(B,)`` 1 where the rule is the product, 0 where it is the sum.
         matching: ``(B, 1, H, W)`` scaled prompt-matching map ``M``, or ``None`` without prompt matching.
         matching_weight: ``(B,)`` weight ``w_M`` of ``M`` (with ``matching``).
@@ -47,7 +47,7 @@ def fuse_maps(
     Returns:
         ``(B, 1, H, W)`` fused map, >= 0.
     """
-    weight = weight.view(-1, 1, 1, 1)
+    weight = segmentation_weight.view(-1, 1, 1, 1)
     product = product.view(-1, 1, 1, 1)
     total = weight * probability + (1 - weight) * distance
     if matching is not None and matching_weight is not None:
@@ -116,7 +116,7 @@ class AnomalyMapGenerator(nn.Module):
         self,
         distance: torch.Tensor,
         probability: torch.Tensor,
-        weight: torch.Tensor,
+        segmentation_weight: torch.Tensor,
         product: torch.Tensor,
         matching: torch.Tensor | None = None,
         matching_weight: torch.Tensor | None = None,
@@ -126,7 +126,7 @@ class AnomalyMapGenerator(nn.Module):
         Returns:
             ``(anomaly_map, pred_score)``: ``(B, 1, H, W)`` and ``(B,)``, both in [0, 1).
         """
-        fused = fuse_maps(distance, probability, weight, product, matching, matching_weight)
+        fused = fuse_maps(distance, probability, segmentation_weight, product, matching, matching_weight)
         window = min(self.pool_size, fused.shape[-2], fused.shape[-1])
         # separable box filter: the same mean as a window x window average pool, in O(2 window) per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(fused, (window, 1), stride=1), (1, window), stride=1)

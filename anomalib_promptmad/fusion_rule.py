@@ -1,8 +1,10 @@
 # Copyright (C) 2026 anomalib-promptmad developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Per-category fusion rules, and their choice on the validation split: everything about fusion but the
-arithmetic the network applies (:func:`anomalib_promptmad.anomaly_map.fuse_maps`).
+"""Per-category fusion rules, and their choice on the validation split.
+
+Everything about fusion lives here except the arithmetic the network applies
+(:func:`anomalib_promptmad.anomaly_map.fuse_maps`, which :meth:`FusionRule.apply` calls too).
 
 The reconstruction distance ``D``, the pixel-head probability ``P`` and, with prompt matching, the
 prompt-matching distance ``M`` fail in different ways: on a textured part the segmentor can fire on normal
@@ -28,7 +30,7 @@ Example:
     >>> distance, probability = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
     >>> mask = probability > 0.9
     >>> rule, scores = choose_fusion_rule(distance, probability, mask)
-    >>> rule.weight, rule.matching, rule.product
+    >>> rule.segmentation_weight, rule.matching_weight, rule.product
     (1.0, 0.0, False)
 """
 
@@ -72,34 +74,42 @@ class FusionRule:
     """How one category's scaled distance ``D``, probability ``P`` and matching map ``M`` make its anomaly map.
 
     Args:
-        weight: Weight of ``P`` in the sum ``(1 - weight - matching) * D + weight * P + matching * M``.
-        product: Use ``D * P`` instead of the sum (``weight`` and ``matching`` are then unused).
-        matching: Weight of the prompt-matching map ``M`` in the sum.
+        segmentation_weight: Weight ``w`` of the segmentor's ``P`` in the sum ``(1 - w - w_M) * D + w * P + w_M * M``
+            (PromptMAD's ``segmentation_weight`` argument sets it for ``fusion="sum"``).
+        product: Use ``D * P`` instead of the sum (the weights are then unused).
+        matching_weight: Weight ``w_M`` of the prompt-matching map ``M`` in the sum.
     """
 
-    weight: float = 0.5
+    segmentation_weight: float = 0.5
     product: bool = False
-    matching: float = 0.0
+    matching_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.weight <= 1.0:
-            msg = f"the fusion weight must be in [0, 1], got {self.weight}"
+        if not 0.0 <= self.segmentation_weight <= 1.0:
+            msg = f"segmentation_weight must be in [0, 1], got {self.segmentation_weight}"
             raise ValueError(msg)
-        if not 0.0 <= self.matching <= 1.0 - self.weight + 1e-9:
-            msg = f"the matching weight must be in [0, 1 - weight], got {self.matching} with weight {self.weight}"
+        if not 0.0 <= self.matching_weight <= 1.0 - self.segmentation_weight + 1e-9:
+            msg = (
+                f"matching_weight must be in [0, 1 - segmentation_weight], got {self.matching_weight} with "
+                f"segmentation_weight {self.segmentation_weight}"
+            )
             raise ValueError(msg)
 
     @property
     def distance_weight(self) -> float:
         """Weight of ``D`` in the sum."""
-        return round(1.0 - self.weight - self.matching, 6)
+        return round(1.0 - self.segmentation_weight - self.matching_weight, 6)
 
     def __str__(self) -> str:
         if self.product:
             return "D * P"
         terms = [
             f"{value:g} {name}"
-            for name, value in (("D", self.distance_weight), ("P", self.weight), ("M", self.matching))
+            for name, value in (
+                ("D", self.distance_weight),
+                ("P", self.segmentation_weight),
+                ("M", self.matching_weight),
+            )
             if value
         ]
         if len(terms) == 1:
@@ -121,10 +131,10 @@ class FusionRule:
         return fuse_maps(
             distance,
             probability,
-            full(self.weight),
+            full(self.segmentation_weight),
             full(float(self.product)),
             matching,
-            full(self.matching) if matching is not None else None,
+            full(self.matching_weight) if matching is not None else None,
         )
 
 
@@ -156,7 +166,7 @@ class ValidationMaps(NamedTuple):
 def candidate_rules(with_matching: bool = False) -> tuple[FusionRule, ...]:
     """The rules the validation split chooses from: sums on a 0.1 simplex grid, then the product ``D * P``."""
     sums = [
-        FusionRule(weight=p_steps / 10, matching=m_steps / 10)
+        FusionRule(segmentation_weight=p_steps / 10, matching_weight=m_steps / 10)
         for m_steps in range(11 if with_matching else 1)
         for p_steps in range(11 - m_steps)
     ]
@@ -229,7 +239,7 @@ def choose_fusion_rule(
     if not bool(mask.any()) or bool(mask.all()):
         msg = "the validation masks have no anomalous pixel: pixel AP cannot rank fusion rules"
         raise ValueError(msg)
-    if matching is None and any(rule.matching and not rule.product for rule in candidates):
+    if matching is None and any(rule.matching_weight and not rule.product for rule in candidates):
         msg = "fusion candidates weight the prompt-matching map M, but no M maps were given"
         raise ValueError(msg)
     if families is None:

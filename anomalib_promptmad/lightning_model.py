@@ -48,20 +48,14 @@ from anomalib_promptmad.data.synthetic import DEFAULT_CHANGE_THRESHOLD, AnomalyS
 from anomalib_promptmad.deploy.migration import migrate_checkpoint
 from anomalib_promptmad.deploy.mixin import DeploymentMixin
 from anomalib_promptmad.fusion_rule import FusionChoice, FusionRule
+from anomalib_promptmad.infrastructure.checkpoint_io import install_checkpoint_safety, use_readable_checkpoint_errors
+from anomalib_promptmad.infrastructure.precision import check_precision, resolve_training_precision, training_autocast
+from anomalib_promptmad.infrastructure.registration import publish
+from anomalib_promptmad.infrastructure.training_guards import check_finite_losses, reseed_for_epoch, run_seed
 from anomalib_promptmad.losses import PromptMADLoss
 from anomalib_promptmad.post_processor import OrderPreservingPostProcessor
-from anomalib_promptmad.precision import resolve_training_precision, training_autocast
 from anomalib_promptmad.prompts import PromptLibrary
 from anomalib_promptmad.prompts.category_embeddings import category_text_embeddings, dataset_prompt_file
-from anomalib_promptmad.registration import publish
-from anomalib_promptmad.reliability import (
-    check_finite_losses,
-    check_precision,
-    install_checkpoint_safety,
-    reseed_for_epoch,
-    run_seed,
-    use_readable_checkpoint_errors,
-)
 from anomalib_promptmad.torch_model import PromptMADModel
 from anomalib_promptmad.training_inputs import TrainingInputs
 
@@ -163,7 +157,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             :mod:`anomalib_promptmad.data.synthetic.foreground`.
         training_precision: ``"fp32"`` (default), ``"bf16"`` (bf16 autocast around the training forward pass) or
             ``"auto"`` (bf16 on CPUs with AMX/AVX512-BF16 and bf16-capable GPUs, fp32 elsewhere). See
-            :mod:`anomalib_promptmad.precision`.
+            :mod:`anomalib_promptmad.infrastructure.precision`.
         pre_processor: Pre-processor (``True``: resize to ``image_size``; normalisation is inside the model).
         post_processor: Post-processor (``True``: :class:`OrderPreservingPostProcessor`).
         evaluator: Evaluator (``True``: image AUROC/AP/F1, pixel AUROC/AP/AUPRO/F1).
@@ -261,7 +255,7 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
             matching_coreset_ratio=matching_coreset_ratio,
             prompt_candidates=prompt_candidates,
             fusion=fusion,  # type: ignore[arg-type]
-            fixed_rule=FusionRule(weight=segmentation_weight),
+            fixed_rule=FusionRule(segmentation_weight=segmentation_weight),
         )
         self.fusion_scores: dict[str, dict[str, float]] = {}
 

@@ -227,9 +227,10 @@ class PromptMADModel(DynamicBufferMixin):
         self.register_buffer("prompt_valid", torch.empty(0))  # (K, M) 1 for a real candidate, 0 for padding
         self.register_buffer("map_scale", torch.empty(0))  # (K,) distance scale per category
         self.register_buffer("matching_scale", torch.empty(0))  # (K,) prompt-matching scale per category
-        self.register_buffer("fusion_weight", torch.empty(0))  # (K,) weight of P in each category's sum rule
-        self.register_buffer("fusion_matching", torch.empty(0))  # (K,) weight of M in each category's sum rule
-        self.register_buffer("fusion_product", torch.empty(0))  # (K,) 1 where a category's rule is D * P
+        # (K,) each category's fusion rule (FusionRule's fields): weights of P and M in its sum, 1 for D * P
+        self.register_buffer("fusion_segmentation_weight", torch.empty(0))
+        self.register_buffer("fusion_matching_weight", torch.empty(0))
+        self.register_buffer("fusion_product", torch.empty(0))
         self.prototypes: torch.Tensor
         self.prompt_features: torch.Tensor
         self.prompt_memory: torch.Tensor
@@ -237,8 +238,8 @@ class PromptMADModel(DynamicBufferMixin):
         self.prompt_valid: torch.Tensor
         self.map_scale: torch.Tensor
         self.matching_scale: torch.Tensor
-        self.fusion_weight: torch.Tensor
-        self.fusion_matching: torch.Tensor
+        self.fusion_segmentation_weight: torch.Tensor
+        self.fusion_matching_weight: torch.Tensor
         self.fusion_product: torch.Tensor
         self._prompt_bank: dict[int, list[torch.Tensor]] = {}
 
@@ -300,9 +301,10 @@ class PromptMADModel(DynamicBufferMixin):
     @property
     def is_calibrated(self) -> bool:
         """Whether prototypes, prompts, map scales, matching banks and fusion rules have been fitted."""
-        buffers = [self.prompt_memory, self.map_scale, self.prototypes, self.fusion_weight, self.fusion_product]
+        buffers = [self.prompt_memory, self.map_scale, self.prototypes, self.fusion_segmentation_weight]
+        buffers.append(self.fusion_product)
         if self.patch_bank is not None:
-            buffers += [self.patch_bank.patches, self.matching_scale, self.fusion_matching]
+            buffers += [self.patch_bank.patches, self.matching_scale, self.fusion_matching_weight]
         return self.tokenizer.has_statistics and all(buffer.numel() > 0 for buffer in buffers)
 
     @property
@@ -368,23 +370,26 @@ class PromptMADModel(DynamicBufferMixin):
 
     def set_fusion_rules(self, rules: Sequence[FusionRule]) -> None:
         """Set one fusion rule per category (in category order)."""
-        if self.patch_bank is None and any(rule.matching and not rule.product for rule in rules):
+        if self.patch_bank is None and any(rule.matching_weight and not rule.product for rule in rules):
             msg = "a fusion rule weights the prompt-matching map M, but this network has no prompt matching"
             raise ValueError(msg)
-        device = self.pixel_mean.device
-        self.fusion_weight = torch.tensor([rule.weight for rule in rules], dtype=torch.float32, device=device)
-        self.fusion_matching = torch.tensor([rule.matching for rule in rules], dtype=torch.float32, device=device)
-        self.fusion_product = torch.tensor([float(rule.product) for rule in rules], dtype=torch.float32, device=device)
+        def column(values: list[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32, device=self.pixel_mean.device)
+
+        self.fusion_segmentation_weight = column([rule.segmentation_weight for rule in rules])
+        self.fusion_matching_weight = column([rule.matching_weight for rule in rules])
+        self.fusion_product = column([float(rule.product) for rule in rules])
 
     @property
     def fusion_rules(self) -> list[FusionRule]:
         """The per-category fusion rules (empty before calibration)."""
-        matching = self.fusion_matching.tolist() if self.fusion_matching.numel() else [0.0] * self.fusion_weight.numel()
+        count = self.fusion_segmentation_weight.numel()
+        matching = self.fusion_matching_weight.tolist() if self.fusion_matching_weight.numel() else [0.0] * count
         # rounded: the float32 buffer turns 0.3 into 0.30000001
         return [
-            FusionRule(weight=round(float(weight), 6), product=bool(product), matching=round(float(share), 6))
+            FusionRule(segmentation_weight=round(weight, 6), product=bool(product), matching_weight=round(share, 6))
             for weight, product, share in zip(
-                self.fusion_weight.tolist(), self.fusion_product.tolist(), matching, strict=True
+                self.fusion_segmentation_weight.tolist(), self.fusion_product.tolist(), matching, strict=True
             )
         ]
 
@@ -435,10 +440,10 @@ class PromptMADModel(DynamicBufferMixin):
         anomaly_map, score = self.anomaly_map(
             maps.distance,
             maps.probability,
-            self.fusion_weight[category],
+            self.fusion_segmentation_weight[category],
             self.fusion_product[category],
             maps.matching,
-            self.fusion_matching[category] if maps.matching is not None else None,
+            self.fusion_matching_weight[category] if maps.matching is not None else None,
         )
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 # Offline before anything imports huggingface_hub / open_clip: a missing weight must fail at once.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -26,3 +27,24 @@ def real_mvtec_root() -> Path:
     if not (REAL_DATA_ROOT / "bottle" / "train").is_dir():
         pytest.skip(f"real MVTec AD data not found at {REAL_DATA_ROOT}")
     return REAL_DATA_ROOT
+
+
+@pytest.fixture
+def network_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every network connection the test tries to open (each is refused at once).
+
+    A fail-fast offline path asserts this stays empty instead of timing itself: a wall-clock bound fails on
+    a busy machine, an attempted download fails here on any machine.
+    """
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object, *args: object) -> None:
+        if self.family in {socket.AF_INET, socket.AF_INET6}:
+            attempts.append(address)
+            msg = f"network access in a test: connect to {address!r}"
+            raise OSError(msg)
+        return original(self, address, *args)
+
+    original = socket.socket.connect
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from anomalib_promptmad.atomic_write import write_json_atomic, write_text_atomic
+from anomalib_promptmad.infrastructure.atomic_write import write_json_atomic, write_text_atomic
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 
@@ -46,7 +46,7 @@ def test_atomic_text_and_json_files(tmp_path: Path, umask: int) -> None:
 
 def test_checkpoints(tmp_path: Path, umask: int) -> None:
     """Checkpoints written by PromptMAD's atomic checkpoint IO."""
-    from anomalib_promptmad.reliability import AtomicCheckpointIO
+    from anomalib_promptmad.infrastructure.checkpoint_io import AtomicCheckpointIO
 
     target = tmp_path / "model.ckpt"
     AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(1)}}, target)

@@ -38,7 +38,7 @@ def test_hook_is_installed_and_imports_nothing_heavy() -> None:
     out = _python(
         """
         import sys
-        print('anomalib_promptmad.registration' in sys.modules, 'torch' in sys.modules,
+        print('anomalib_promptmad.infrastructure.registration' in sys.modules, 'torch' in sys.modules,
               any(name.startswith('anomalib.') or name == 'anomalib' for name in sys.modules))
         """,
     )
@@ -138,7 +138,7 @@ def test_benchmark_grid_builds_promptmad_and_multiclass_data(tmp_path: Path) -> 
     assert out == "1 PromptMAD MultiClassMVTecAD"
 
 
-@pytest.mark.parametrize("module", ["anomalib_promptmad", "anomalib_promptmad.registration"])
+@pytest.mark.parametrize("module", ["anomalib_promptmad", "anomalib_promptmad.infrastructure.registration"])
 def test_package_import_is_lazy(module: str) -> None:
     out = _python(f"import sys, {module}; print('torch' in sys.modules)")
     assert out == "False"

@@ -18,7 +18,7 @@ Example:
 
 from typing import TYPE_CHECKING
 
-from anomalib_promptmad.lazy_exports import lazy_exports
+from anomalib_promptmad.infrastructure.lazy_exports import lazy_exports
 
 from .baselines import PACKAGED_TAG, baseline_pre_processor, use_packaged_weights_for_timm
 from .efficientnet_lite import (

@@ -29,7 +29,7 @@ import timm
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from anomalib_promptmad.atomic_write import write_atomic
+from anomalib_promptmad.infrastructure.atomic_write import write_atomic
 
 __all__ = [
     "CACHE_ENV_VAR",

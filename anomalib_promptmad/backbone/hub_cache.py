@@ -39,7 +39,7 @@ from huggingface_hub import constants, try_to_load_from_cache
 from huggingface_hub.file_download import repo_folder_name
 from timm.models import get_pretrained_cfg
 
-from anomalib_promptmad.atomic_write import write_atomic, write_json_atomic, write_text_atomic
+from anomalib_promptmad.infrastructure.atomic_write import write_atomic, write_json_atomic, write_text_atomic
 
 from .efficientnet_lite import PACKAGED_MODELS, converted_weights_file, is_packaged, packaged_weights_source
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from anomalib_promptmad.lazy_exports import lazy_exports
+from anomalib_promptmad.infrastructure.lazy_exports import lazy_exports
 
 __all__ = [
     "BenchmarkConfig",

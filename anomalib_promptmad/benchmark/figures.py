@@ -26,9 +26,9 @@ mpl.use("Agg")  # files only; must precede pyplot (no display on servers and in 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from anomalib_promptmad.atomic_write import write_atomic
 from anomalib_promptmad.benchmark.metrics import QUALITY_METRICS
 from anomalib_promptmad.benchmark.samples import MapSample, load_samples
+from anomalib_promptmad.infrastructure.atomic_write import write_atomic
 
 __all__ = ["bar_charts", "map_figures"]
 

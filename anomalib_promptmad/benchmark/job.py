@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from anomalib_promptmad.atomic_write import write_json_atomic
+from anomalib_promptmad.infrastructure.atomic_write import write_json_atomic
 
 __all__ = ["ERROR_FILE", "JOB_FILE", "MAPS_FILE", "RESULT_FILE", "main", "run_job"]
 

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.benchmark.config import BenchmarkConfig
 from anomalib_promptmad.benchmark.figures import bar_charts, map_figures
 from anomalib_promptmad.benchmark.job import RESULT_FILE
 from anomalib_promptmad.benchmark.metrics import QUALITY_METRICS
 from anomalib_promptmad.benchmark.plan import JobSpec
+from anomalib_promptmad.infrastructure.atomic_write import write_text_atomic
 
 if TYPE_CHECKING:
     from anomalib_promptmad.benchmark.runner import JobOutcome

@@ -37,11 +37,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from anomalib_promptmad.atomic_write import write_json_atomic
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, load_config
 from anomalib_promptmad.benchmark.job import ERROR_FILE, JOB_FILE, MAPS_FILE, RESULT_FILE
 from anomalib_promptmad.benchmark.plan import JobSpec, plan_jobs, select_models
 from anomalib_promptmad.benchmark.report import ReportFiles, write_report, write_settings
+from anomalib_promptmad.infrastructure.atomic_write import write_json_atomic
 
 __all__ = ["BenchmarkResult", "JobOutcome", "run_benchmark"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from anomalib_promptmad.atomic_write import write_atomic
+from anomalib_promptmad.infrastructure.atomic_write import write_atomic
 
 __all__ = ["MapSample", "collect_samples", "load_samples", "save_samples", "select_samples"]
 

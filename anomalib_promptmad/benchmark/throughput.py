@@ -5,8 +5,8 @@
 
 Throughput is the anomalib module's ``forward`` (pre-processing, network, post-processing: the path that
 ``anomalib export`` traces) in eval mode under ``torch.no_grad()``, on real test images, after untimed
-warm-up passes, timed with ``time.perf_counter``. Data loading is not included: it depends on the disk,
-not on the model.
+warm-up passes, timed by :func:`~anomalib_promptmad.infrastructure.timing.calls_per_second`. Data
+loading is not included: it depends on the disk, not on the model.
 
 Peak memory is the job process's peak resident set size (``ru_maxrss``): every job runs in a fresh
 process, so it is that one model's training + testing peak, including the Python/torch baseline
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import resource
 import sys
-import time
 
 import torch
+
+from anomalib_promptmad.infrastructure.timing import calls_per_second
 
 __all__ = ["images_per_second", "peak_memory_mib"]
 
@@ -52,18 +53,8 @@ def images_per_second(
     batch = images.repeat(repeats, 1, 1, 1)[:batch_size].to(_device(module))
     module.eval()
     with torch.no_grad():
-        for _ in range(warmup):
-            module(batch)
-        _synchronise(batch.device)
-        iterations = 0
-        start = time.perf_counter()
-        elapsed = 0.0
-        while iterations < min_iterations or elapsed < min_seconds:
-            module(batch)
-            _synchronise(batch.device)
-            iterations += 1
-            elapsed = time.perf_counter() - start
-    return iterations * batch_size / elapsed
+        rate = calls_per_second(lambda: module(batch), warmup, min_iterations, min_seconds, batch.device)
+    return rate * batch_size
 
 
 def peak_memory_mib() -> float:
@@ -76,9 +67,3 @@ def peak_memory_mib() -> float:
 def _device(module: torch.nn.Module) -> torch.device:
     parameter = next(module.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def _synchronise(device: torch.device) -> None:
-    # CUDA runs asynchronously: without it the timer would stop before the work is done
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

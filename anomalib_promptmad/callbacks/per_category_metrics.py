@@ -54,8 +54,8 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.metrics import AUPR, AUPRO, AUROC, F1Max, F1Score
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.data.category import category_from_path
+from anomalib_promptmad.infrastructure.atomic_write import write_text_atomic
 
 __all__ = ["IMAGE_METRICS", "PIXEL_METRICS", "PerCategoryMetrics"]
 
@@ -340,7 +340,7 @@ class PerCategoryMetrics(Callback):
         return out
 
     def _write_csv(self, path: Path) -> None:
-        """Write ``results`` to ``path`` atomically (:func:`~anomalib_promptmad.atomic_write.write_text_atomic`)."""
+        """Write ``results`` to ``path`` atomically (:func:`~anomalib_promptmad.infrastructure.atomic_write.write_text_atomic`)."""
         metrics = [m for m in (*IMAGE_METRICS, *PIXEL_METRICS) if any(m in r for r in self.results.values())]
         columns = ["category", "n_images", "n_anomalous", *metrics]
         table = io.StringIO(newline="")

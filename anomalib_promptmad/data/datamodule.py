@@ -69,7 +69,7 @@ from anomalib_promptmad.data.sampler import EpochShuffleSampler
 from anomalib_promptmad.data.split import split_per_category
 from anomalib_promptmad.data.synthetic.dataset import SyntheticValidationDataset
 from anomalib_promptmad.data.validation import validate_samples
-from anomalib_promptmad.reliability import run_seed
+from anomalib_promptmad.infrastructure.training_guards import run_seed
 
 __all__ = ["MultiClassDataModule"]
 

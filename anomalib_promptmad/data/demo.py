@@ -48,7 +48,7 @@ import yaml
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from anomalib_promptmad.atomic_write import default_folder_mode
+from anomalib_promptmad.infrastructure.atomic_write import default_folder_mode
 
 __all__ = ["DEMO_CATEGORIES", "DemoCategory", "generate_demo_dataset", "main"]
 

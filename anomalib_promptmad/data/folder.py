@@ -22,7 +22,7 @@ from anomalib.data.datasets.image.folder import FolderDataset
 from anomalib.data.utils import Split
 
 from anomalib_promptmad.data.datamodule import MultiClassDataModule
-from anomalib_promptmad.registration import publish
+from anomalib_promptmad.infrastructure.registration import publish
 
 __all__ = ["MultiClassFolder"]
 

@@ -21,7 +21,7 @@ from anomalib.utils.path import resolve_dataset_root
 
 from anomalib_promptmad.data.datamodule import MultiClassDataModule
 from anomalib_promptmad.data.mvtec_layout import mvtec_category_problem
-from anomalib_promptmad.registration import publish
+from anomalib_promptmad.infrastructure.registration import publish
 
 __all__ = ["MultiClassMVTecAD"]
 

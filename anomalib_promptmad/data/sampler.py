@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import Sampler
 
-from anomalib_promptmad.reliability import run_seed
+from anomalib_promptmad.infrastructure.training_guards import run_seed
 
 __all__ = ["EpochShuffleSampler"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from anomalib_promptmad.lazy_exports import lazy_exports
+from anomalib_promptmad.infrastructure.lazy_exports import lazy_exports
 
 # public name -> module that defines it (imported on first use)
 _LAZY_EXPORTS: dict[str, str] = {

@@ -40,14 +40,17 @@ def migrate_checkpoint(checkpoint: dict[str, Any]) -> None:
         checkpoint: The checkpoint as Lightning loaded it (``state_dict``, ``hyper_parameters``, ...).
     """
     state = checkpoint.get("state_dict") or {}
-    if "model.map_scale" in state and "model.fusion_weight" not in state:
+    for old, new in (("fusion_weight", "fusion_segmentation_weight"), ("fusion_matching", "fusion_matching_weight")):
+        if f"model.{old}" in state:  # saved before the rules' weights had one name everywhere
+            state[f"model.{new}"] = state.pop(f"model.{old}")
+    if "model.map_scale" in state and "model.fusion_segmentation_weight" not in state:
         # saved before per-category fusion rules existed: those models fused with the fixed weighted sum
         count = state["model.map_scale"].numel()
         weight = float(checkpoint.get("hyper_parameters", {}).get("segmentation_weight", 0.5))
-        state["model.fusion_weight"] = torch.full((count,), weight)
+        state["model.fusion_segmentation_weight"] = torch.full((count,), weight)
         state["model.fusion_product"] = torch.zeros(count)
-    if "model.fusion_weight" in state and "model.fusion_matching" not in state:
-        state["model.fusion_matching"] = torch.zeros_like(state["model.fusion_weight"])
+    if "model.fusion_segmentation_weight" in state and "model.fusion_matching_weight" not in state:
+        state["model.fusion_matching_weight"] = torch.zeros_like(state["model.fusion_segmentation_weight"])
     prompts = state.get("model.prompt_features")
     if prompts is not None and prompts.ndim == 4:  # noqa: PLR2004 - (K, C, h, w): one prompt per category
         # saved before prompt retrieval: one fixed prompt per category, i.e. a single candidate each

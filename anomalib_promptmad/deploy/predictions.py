@@ -26,7 +26,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 from torch import nn
 
-from anomalib_promptmad.atomic_write import write_text_atomic
+from anomalib_promptmad.infrastructure.atomic_write import write_text_atomic
 
 __all__ = [
     "CSV_COLUMNS",

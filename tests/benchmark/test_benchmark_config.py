@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from anomalib_promptmad.atomic_write import write_text_atomic
 from anomalib_promptmad.benchmark.cli import main
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, BenchmarkConfigError, load_config, parse_config
 from anomalib_promptmad.benchmark.plan import plan_jobs
 from anomalib_promptmad.benchmark.report import build_rows
+from anomalib_promptmad.infrastructure.atomic_write import write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = REPO_ROOT / "configs" / "benchmark"
@@ -374,7 +374,7 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> Non
         file.write(b"half")
         raise Interrupted
 
-    from anomalib_promptmad.atomic_write import write_atomic
+    from anomalib_promptmad.infrastructure.atomic_write import write_atomic
 
     with pytest.raises(Interrupted):
         write_atomic(target, write)

@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from anomalib_promptmad.atomic_write import write_json_atomic
+from anomalib_promptmad.infrastructure.atomic_write import write_json_atomic
 from anomalib_promptmad.benchmark.metrics import QUALITY_METRICS
 from anomalib_promptmad.benchmark.samples import save_samples
 

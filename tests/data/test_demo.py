@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +28,14 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def default_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    """The dataset with default arguments, and the seconds it took."""
-    start = time.perf_counter()
-    root = generate_demo_dataset(tmp_path_factory.mktemp("default") / "demo")
-    return root, time.perf_counter() - start
+def default_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset with default arguments (its generation time: scripts/data_speed.py)."""
+    return generate_demo_dataset(tmp_path_factory.mktemp("default") / "demo")
 
 
-def test_default_layout_and_speed(default_root: tuple[Path, float]) -> None:
-    """Defaults: three categories in the MVTec layout, at least two defect types, under 5 s."""
-    root, seconds = default_root
-    assert seconds < 5.0
+def test_default_layout(default_root: Path) -> None:
+    """Defaults: three categories in the MVTec layout, at least two defect types."""
+    root = default_root
     assert sorted(p.name for p in root.iterdir()) == ["circuit", "disc", "fabric", "prompts.yaml"]
     for name, spec in DEMO_CATEGORIES.items():
         assert len(spec.defects) >= 2
@@ -55,9 +51,9 @@ def test_default_layout_and_speed(default_root: tuple[Path, float]) -> None:
         assert image.size == (128, 128) and image.mode == "RGB"
 
 
-def test_mask_files_are_binary_and_non_empty(default_root: tuple[Path, float]) -> None:
+def test_mask_files_are_binary_and_non_empty(default_root: Path) -> None:
     """Mask files hold only 0 and 255 and mark at least one pixel."""
-    root, _ = default_root
+    root = default_root
     for name, spec in DEMO_CATEGORIES.items():
         for defect in spec.defects:
             for mask_path in sorted((root / name / "ground_truth" / defect).glob("*.png")):
@@ -82,9 +78,9 @@ def test_defects_change_exactly_the_mask(name: str, size: int) -> None:
             assert np.abs(image - scene.image)[mask].mean() > 0.1, f"{name}/{defect}: defect barely visible"
 
 
-def test_categories_look_different_and_vary(default_root: tuple[Path, float]) -> None:
+def test_categories_look_different_and_vary(default_root: Path) -> None:
     """Categories differ in colour; two normal images of a category differ a little."""
-    root, _ = default_root
+    root = default_root
     means = {name: _read(root / name / "train" / "good" / "000.png").mean(axis=(0, 1)) for name in DEMO_CATEGORIES}
     names = list(means)
     for i, first in enumerate(names):
@@ -95,9 +91,9 @@ def test_categories_look_different_and_vary(default_root: tuple[Path, float]) ->
         assert 0.005 < np.abs(a - b).mean()  # natural variation between normal images
 
 
-def test_prompt_catalog(default_root: tuple[Path, float]) -> None:
+def test_prompt_catalog(default_root: Path) -> None:
     """prompts.yaml lists every category, its noun, normal phrases and the defect folders."""
-    root, _ = default_root
+    root = default_root
     catalog = yaml.safe_load((root / "prompts.yaml").read_text())
     assert catalog["version"] == 1
     assert sorted(catalog["categories"]) == sorted(DEMO_CATEGORIES)
@@ -109,10 +105,10 @@ def test_prompt_catalog(default_root: tuple[Path, float]) -> None:
         assert all(phrases and all("{object}" in p for p in phrases) for phrases in entry["defects"].values())
 
 
-def test_prompt_catalog_loads_in_the_prompt_library(default_root: tuple[Path, float]) -> None:
+def test_prompt_catalog_loads_in_the_prompt_library(default_root: Path) -> None:
     """The project's prompt library reads the demo catalog."""
     library_module = pytest.importorskip("anomalib_promptmad.prompts.library")
-    root, _ = default_root
+    root = default_root
     library = library_module.PromptLibrary.from_yaml(root / "prompts.yaml", packaged=False)
     prompts = library.prompts_for("fabric")
     assert set(prompts.defects) == {"stain", "hole"}

@@ -59,7 +59,7 @@ def main() -> None:
                     "prompt_features",
                     "prompt_memory",
                     "map_scale",
-                    "fusion_weight",
+                    "fusion_segmentation_weight",
                     "fusion_product",
                 )
             },

@@ -52,11 +52,11 @@ def test_choose_fusion_rule_takes_the_map_that_localises() -> None:
     # the distance map finds the defect, the probability is noise: distance only
     distance, _, mask = _maps({"A": 2.0}, {})
     rule, _ = choose_fusion_rule(distance, torch.rand(distance.shape, generator=torch.Generator().manual_seed(0)), mask)
-    assert rule == FusionRule(weight=0.0)
+    assert rule == FusionRule(segmentation_weight=0.0)
     # the probability finds it, the distance fires on other structure: segmentor only
     distance, probability, mask = _maps({"A": 1.0, "B": 50.0}, {"A": 0.9})
     rule, _ = choose_fusion_rule(distance, probability, mask)
-    assert rule == FusionRule(weight=1.0)
+    assert rule == FusionRule(segmentation_weight=1.0)
 
 
 def test_choose_fusion_rule_takes_the_product_where_no_sum_separates() -> None:
@@ -73,9 +73,9 @@ def test_choose_fusion_rule_takes_the_matching_map_where_only_it_localises() -> 
     distance, probability, mask = _maps({"B": 5.0}, {"C": 0.9})  # D and P fire elsewhere
     matching = torch.where(mask, 3.0, 0.2)
     rule, scores = choose_fusion_rule(distance, probability, mask, candidate_rules(with_matching=True), matching)
-    assert rule.matching > 0 and scores[rule] == pytest.approx(1.0)
-    assert scores[FusionRule(weight=0.0, matching=1.0)] == pytest.approx(1.0)
-    assert max(score for candidate, score in scores.items() if not candidate.matching) < 0.9
+    assert rule.matching_weight > 0 and scores[rule] == pytest.approx(1.0)
+    assert scores[FusionRule(segmentation_weight=0.0, matching_weight=1.0)] == pytest.approx(1.0)
+    assert max(score for candidate, score in scores.items() if not candidate.matching_weight) < 0.9
     assert len(scores) == 66 + 1
     with pytest.raises(ValueError, match="no M maps"):
         choose_fusion_rule(distance, probability, mask, candidate_rules(with_matching=True))
@@ -101,27 +101,27 @@ def _two_families() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]
 def test_choose_fusion_rule_by_families_takes_the_rule_that_works_for_every_family() -> None:
     distance, probability, mask, families = _two_families()
     robust, scores = choose_fusion_rule(distance, probability, mask, families=families)
-    assert 0.0 < robust.weight < 1.0 and not robust.product  # both maps: each finds one family
+    assert 0.0 < robust.segmentation_weight < 1.0 and not robust.product  # both maps: each finds one family
     per_family = family_ranking_quality(robust.apply(distance, probability), mask, families)
     assert scores[robust] == pytest.approx(min(per_family))
     assert set(scores) == set(CANDIDATE_RULES)
     # pooled pixels lean to P, which ranks the many large-defect pixels first, and do worse on the small family
     pooled, _ = choose_fusion_rule(distance, probability, mask)
-    assert pooled.weight > robust.weight
+    assert pooled.segmentation_weight > robust.segmentation_weight
     pooled_family = family_ranking_quality(pooled.apply(distance, probability), mask, families)
     assert min(pooled_family) < min(per_family)
-    p_only = family_ranking_quality(FusionRule(weight=1.0).apply(distance, probability), mask, families)
+    p_only = family_ranking_quality(FusionRule(segmentation_weight=1.0).apply(distance, probability), mask, families)
     assert min(p_only) < 0.35  # P alone misses the small defects
     with pytest.raises(ValueError, match="one family per image"):
         choose_fusion_rule(distance, probability, mask, families=families[:-1])
 
 
 def test_fusion_rule_names_and_limits() -> None:
-    assert str(FusionRule(weight=0.2, matching=0.5)) == "0.3 D + 0.2 P + 0.5 M"
-    assert str(FusionRule(weight=0.0)) == "D only"
+    assert str(FusionRule(segmentation_weight=0.2, matching_weight=0.5)) == "0.3 D + 0.2 P + 0.5 M"
+    assert str(FusionRule(segmentation_weight=0.0)) == "D only"
     assert str(FusionRule(product=True)) == "D * P"
-    with pytest.raises(ValueError, match="matching weight"):
-        FusionRule(weight=0.6, matching=0.5)
+    with pytest.raises(ValueError, match="matching_weight must be in"):
+        FusionRule(segmentation_weight=0.6, matching_weight=0.5)
 
 
 def test_choose_fusion_rule_needs_anomalous_pixels() -> None:
@@ -132,7 +132,7 @@ def test_choose_fusion_rule_needs_anomalous_pixels() -> None:
 
 def test_fusion_settings_are_checked() -> None:
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        FusionRule(weight=1.5)
+        FusionRule(segmentation_weight=1.5)
     with pytest.raises(ValueError, match="fusion must be one of"):
         PromptMAD(fusion="average", backbone="tf_efficientnet_lite0", backbone_weights="none")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
@@ -159,12 +159,12 @@ def test_fixed_fusion_modes_and_missing_validation(trained, caplog: pytest.LogCa
     assert product.model.fusion_rules == [FusionRule(product=True)] * count
     fixed = PromptMAD.load_from_checkpoint(trained.checkpoint, fusion="sum", segmentation_weight=0.3)
     fixed.calibrate(dataset=train_data)
-    assert fixed.model.fusion_rules == [FusionRule(weight=0.3)] * count
+    assert fixed.model.fusion_rules == [FusionRule(segmentation_weight=0.3)] * count
     # no trainer, no validation split given: the fixed rule, with a warning saying how to get a choice
     chosen = PromptMAD.load_from_checkpoint(trained.checkpoint)
-    with caplog.at_level(logging.WARNING, logger="anomalib_promptmad.lightning_model"):
+    with caplog.at_level(logging.WARNING, logger="anomalib_promptmad.calibration"):
         chosen.calibrate(dataset=train_data)
-    assert chosen.model.fusion_rules == [FusionRule(weight=0.5)] * count
+    assert chosen.model.fusion_rules == [FusionRule(segmentation_weight=0.5)] * count
     assert "no validation split" in caplog.text
     # given one, it chooses on it
     chosen.calibrate(dataset=train_data, validation=trained.datamodule.val_data)
@@ -173,12 +173,23 @@ def test_fixed_fusion_modes_and_missing_validation(trained, caplog: pytest.LogCa
 
 def test_checkpoint_from_before_fusion_rules_loads_with_the_fixed_sum(trained, tmp_path: Path) -> None:
     checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
-    for key in ("model.fusion_weight", "model.fusion_product", "model.fusion_matching"):
+    for key in ("model.fusion_segmentation_weight", "model.fusion_product", "model.fusion_matching_weight"):
         del checkpoint["state_dict"][key]
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     loaded = PromptMAD.load_from_checkpoint(old)
-    assert loaded.model.fusion_rules == [FusionRule(weight=0.5)] * len(trained.model.categories)
+    assert loaded.model.fusion_rules == [FusionRule(segmentation_weight=0.5)] * len(trained.model.categories)
+
+
+def test_checkpoint_with_the_earlier_buffer_names_loads_with_its_rules(trained, tmp_path: Path) -> None:
+    """Checkpoints saved when the rule buffers were ``fusion_weight`` / ``fusion_matching`` keep their rules."""
+    checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
+    state = checkpoint["state_dict"]
+    state["model.fusion_weight"] = state.pop("model.fusion_segmentation_weight")
+    state["model.fusion_matching"] = state.pop("model.fusion_matching_weight")
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    assert PromptMAD.load_from_checkpoint(old).model.fusion_rules == trained.model.model.fusion_rules
 
 
 def test_checkpoint_from_before_prompt_retrieval_loads_with_its_single_prompt(trained, test_images, tmp_path: Path) -> None:
@@ -187,21 +198,24 @@ def test_checkpoint_from_before_prompt_retrieval_loads_with_its_single_prompt(tr
     state = checkpoint["state_dict"]
     state["model.prompt_features"] = state["model.prompt_features"][:, 0]
     state["model.prompt_memory"] = state["model.prompt_memory"][:, 0]
-    del state["model.prompt_descriptors"], state["model.prompt_valid"], state["model.fusion_matching"]
+    del state["model.prompt_descriptors"], state["model.prompt_valid"], state["model.fusion_matching_weight"]
     checkpoint["hyper_parameters"]["retrieved_prompts"] = 1
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     loaded = PromptMAD.load_from_checkpoint(old).eval()
     assert loaded.model.prompt_memory.shape[1] == 1
-    assert loaded.model.fusion_rules == [FusionRule(weight=rule.weight, product=rule.product) for rule in trained.model.model.fusion_rules]
+    assert loaded.model.fusion_rules == [
+        FusionRule(segmentation_weight=rule.segmentation_weight, product=rule.product)
+        for rule in trained.model.model.fusion_rules
+    ]
     images, _ = test_images
     with torch.no_grad():
         assert torch.isfinite(loaded.model(images).anomaly_map).all()
 
 
 def test_fusion_figure_shows_both_maps_and_both_rules(trained, tmp_path: Path) -> None:
-    """``benchmarks/fusion_maps.py`` draws a defective and a good image per category and writes one PNG."""
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "fusion_maps.py"
+    """``scripts/fusion_maps.py`` draws a defective and a good image per category and writes one PNG."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "fusion_maps.py"
     spec = importlib.util.spec_from_file_location("fusion_maps", script)
     assert spec is not None and spec.loader is not None
     fusion_maps = importlib.util.module_from_spec(spec)

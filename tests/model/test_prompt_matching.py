@@ -54,7 +54,7 @@ def test_a_model_never_trained_localises_with_prompt_matching(demo_root: Path, m
     assert model.model.is_calibrated is False  # nothing trained, nothing calibrated yet
     (metrics,) = engine.test(model=model, datamodule=datamodule)
     assert model.model.is_calibrated
-    assert any(rule.matching > 0 for rule in model.model.fusion_rules)  # validation chose to use M
+    assert any(rule.matching_weight > 0 for rule in model.model.fusion_rules)  # validation chose to use M
     assert metrics["mean/pixel_AUROC"] > 0.65, metrics  # measured 0.79 (M: disc 0.97, fabric 0.97, circuit 0.43)
     assert metrics["test_category_accuracy"] >= 0.95
 

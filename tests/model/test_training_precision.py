@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from anomalib_promptmad import precision
-from anomalib_promptmad.precision import resolve_training_precision
+from anomalib_promptmad.infrastructure.precision import resolve_training_precision
 
 
 def _batch(count: int = 2, size: int = 64) -> Any:

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,15 +170,15 @@ def test_pretrained_tag_offline_without_cache_fails_fast(empty_hub_cache: Path) 
 
 
 @pytest.mark.usefixtures("fresh_auto")
-def test_auto_offline_falls_back_to_minilm_with_one_warning(empty_hub_cache: Path) -> None:
-    """'auto' offline without CLIP weights uses MiniLM, warns once, quickly."""
-    start = time.perf_counter()
+def test_auto_offline_falls_back_to_minilm_with_one_warning(
+    empty_hub_cache: Path, network_attempts: list[object]
+) -> None:
+    """'auto' offline without CLIP weights uses MiniLM and warns once, without trying the network."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         encoder = build_text_encoder("auto")
         again = build_text_encoder("AUTO")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10
+    assert network_attempts == []
     assert isinstance(encoder, PackagedSentenceEncoder)
     assert again is encoder
     assert build_text_encoder("minilm") is encoder

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from anomalib_promptmad import MultiClassMVTecAD, PromptMAD
-from anomalib_promptmad.reliability import NonFiniteLossError
+from anomalib_promptmad.infrastructure.training_guards import NonFiniteLossError
 
 
 def _engine(root: Path, **kwargs: Any) -> Any:  # noqa: ANN401
@@ -63,7 +63,7 @@ def test_nan_loss_stops_training_before_a_broken_checkpoint(
     parameters = {name for name, _ in model.named_parameters()}
     assert parameters
     assert all(torch.isfinite(checkpoint["state_dict"][name]).all() for name in parameters)
-    assert not list(last.parent.glob("*.partial"))
+    assert not list(last.parent.glob(".*.tmp"))  # the atomic writer's temporary files
 
 
 @pytest.mark.parametrize("precision", ["16-true", "bf16-true"])

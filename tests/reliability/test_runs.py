@@ -43,7 +43,7 @@ def test_reference_run_writes_atomic_resumable_checkpoints(reference_run: dict[s
     assert last.name == "last.ckpt"
     assert last.is_file()
     assert Path(reference_run["best_model_path"]).is_file()
-    assert not list(last.parent.glob("*.partial")), "a temporary checkpoint file was left behind"
+    assert not list(last.parent.glob(".*.tmp")), "the atomic writer left a temporary file behind"
     # checkpoints hold tensors and plain data only: they load with weights_only=True
     with anomalib_safe_globals(extra=PromptMAD.checkpoint_safe_globals()):
         checkpoint = torch.load(last, map_location="cpu", weights_only=True)
@@ -65,7 +65,7 @@ def test_killed_run_resumes_to_the_same_metrics(
     assert crashed.returncode == 37, crashed.stderr[-3000:]  # train_run.CRASH_EXIT_CODE: killed, not finished
     assert not (tmp_path / "result.json").exists()
     (last,) = tmp_path.glob("results/**/weights/lightning/last.ckpt")
-    assert not list(last.parent.glob("*.partial"))
+    assert not list(last.parent.glob(".*.tmp"))  # the atomic writer's temporary files
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
 
     resumed = read_result(tmp_path, train(demo_root, tmp_path, model_settings, "--ckpt-path", str(last)))

@@ -3,8 +3,8 @@
 
 """Lazy public names for packages (PEP 562): ``import anomalib_promptmad`` stays cheap.
 
-The package is imported by the start-up hook of every interpreter (see :mod:`anomalib_promptmad.registration`),
-so its ``__init__`` modules must not import torch or anomalib; their public names are imported on first
+The package is imported by the start-up hook of every interpreter (see
+:mod:`anomalib_promptmad.infrastructure.registration`), so its ``__init__`` modules must not import torch or anomalib; their public names are imported on first
 access instead. Standard library only.
 """
 

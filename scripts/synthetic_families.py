@@ -10,7 +10,7 @@ the families held out of training for validation are titled in orange, opt-in fa
 mix) in grey.
 
 Usage:
-    python benchmarks/synthetic_families.py [--out docs/images/synthetic_families.png] [--cell 128]
+    python scripts/synthetic_families.py [--out docs/images/synthetic_families.png] [--cell 128]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ not depend on the image content or the trained weights. Variants are interleaved
 so that load from other processes on a shared machine hits them alike; the median is reported.
 
 Usage:
-    python benchmarks/training_precision.py [--steps 6] [--threads 2] [--compile] [--image-size 256] [--batch 8]
+    python scripts/training_precision.py [--steps 6] [--threads 2] [--compile] [--image-size 256] [--batch 8]
         [--skip "bf16 autocast + torch.compile"]
 
 ``--compile`` adds ``torch.compile`` variants (compilation takes minutes on 2 cores and is not counted).
@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 
 from anomalib_promptmad.data.synthetic import AnomalySynthesizer
+from anomalib_promptmad.infrastructure.precision import cpu_supports_bf16, training_autocast
 from anomalib_promptmad.losses import PromptMADLoss
-from anomalib_promptmad.precision import cpu_supports_bf16, training_autocast
 from anomalib_promptmad.torch_model import PromptMADModel
 
 

@@ -1,19 +1,21 @@
 # Copyright (C) 2026 anomalib-promptmad developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""The ``training_precision`` option: bf16 autocast around the training forward pass where it pays.
+"""Precision: the ``training_precision`` option, and the Lightning precisions PromptMAD trains with.
+
+The ``training_precision`` option is bf16 autocast around the training forward pass where it pays.
 
 PromptMAD's training step is dominated by the transformer's matrix products. On CPUs with AMX or
 AVX512-BF16 those run several times faster in bfloat16, and ``torch.autocast("cpu", dtype=torch.bfloat16)``
 made a PromptMAD-sized step (forward, backward, AdamW) 1.45x faster on the development machine
-(``benchmarks/training_precision.py`` measures it for the CPU config). Elsewhere bf16 is emulated and slower.
+(``scripts/training_precision.py`` measures it for the CPU config). Elsewhere bf16 is emulated and slower.
 
 * ``"fp32"``: no autocast (the default: quality first; bf16 is opt-in per config).
 * ``"bf16"``: bf16 autocast on any device (CPU or CUDA).
 * ``"auto"``: bf16 on CUDA devices that support it and on CPUs with AMX or AVX512-BF16, fp32 elsewhere.
 
 Only the network's forward pass is autocast: weights, gradients and AdamW's moments stay fp32 (as with
-Lightning's ``precision="bf16-mixed"``, which :func:`~anomalib_promptmad.reliability.check_precision`
+Lightning's ``precision="bf16-mixed"``, which :func:`check_precision`
 accepts), synthesis runs in fp32, and the losses are computed in fp32 from the outputs. Pure half precision
 (``"bf16-true"``) stays refused. With ``Trainer(precision="bf16-mixed")`` Lightning already autocasts the
 whole step; the option then changes nothing.
@@ -27,11 +29,21 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["TRAINING_PRECISIONS", "cpu_supports_bf16", "resolve_training_precision", "training_autocast"]
+__all__ = [
+    "SUPPORTED_PRECISIONS",
+    "TRAINING_PRECISIONS",
+    "check_precision",
+    "cpu_supports_bf16",
+    "resolve_training_precision",
+    "training_autocast",
+]
 
 logger = logging.getLogger(__name__)
 
 TRAINING_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
+
+# Lightning precision flags PromptMAD trains with (tested: 32-true and bf16-mixed on CPU).
+SUPPORTED_PRECISIONS: tuple[str, ...] = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true", "64")
 
 
 def cpu_supports_bf16() -> bool:
@@ -83,3 +95,30 @@ def training_autocast(dtype: torch.dtype | None, device_type: str) -> Iterator[N
         return
     with torch.autocast(device_type=device_type, dtype=dtype):
         yield
+
+
+def check_precision(precision: str | int | None) -> None:
+    """Refuse Lightning precisions PromptMAD does not train correctly with.
+
+    Args:
+        precision: ``trainer.precision`` (e.g. ``"32-true"``, ``"bf16-mixed"``).
+
+    Raises:
+        ValueError: For pure half precision (``16-true``, ``bf16-true``) and unknown settings.
+    """
+    name = str(precision)
+    if name in SUPPORTED_PRECISIONS:
+        return
+    msg = (
+        f"PromptMAD does not train with precision={name!r}: "
+        + (
+            "pure half precision keeps the frozen backbone's batch-norm statistics, the feature distances and "
+            "AdamW's moments in 16 bits, where the squared feature distances overflow (fp16) or lose the small "
+            "differences the model learns (bf16). "
+            if name in {"16-true", "16", "bf16-true", "bf16", "half"}
+            else ""
+        )
+        + f"Use one of {list(SUPPORTED_PRECISIONS)}; 'bf16-mixed' (CPU and recent GPUs) or '16-mixed' (GPU) "
+        "give the speed of half precision with full-precision weights."
+    )
+    raise ValueError(msg)

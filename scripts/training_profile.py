@@ -18,7 +18,7 @@ the feature cache (every later epoch). It also prints the share of attention ker
 and offline backbone weights, and trains on real images.
 
 Usage:
-    python benchmarks/training_profile.py [--image-size 256] [--batch 8] [--steps 3] [--threads 2] [--layers 2]
+    python scripts/training_profile.py [--image-size 256] [--batch 8] [--steps 3] [--threads 2] [--layers 2]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ offline weights. What is timed is the whole exported graph: resize, network, pos
 Each runtime uses ``--threads`` threads; each batch size is warmed up, then run ``--repeats`` times.
 
 Usage:
-    python benchmarks/export_throughput.py [--threads 2] [--repeats 10] [--image-size 256]
+    python scripts/export_throughput.py [--threads 2] [--repeats 10] [--image-size 256]
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["build_model", "main", "throughput"]
+from anomalib_promptmad.infrastructure.timing import calls_per_second
+
+__all__ = ["build_model", "main"]
 
 CPU_CONFIG = {
     "backbone": "tf_efficientnet_lite2",
@@ -57,16 +59,6 @@ def build_model(image_size: int):
     network.set_map_scale(torch.ones(count))
     network.set_fusion_rules([FusionRule()] * count)
     return model
-
-
-def throughput(run: Callable[[np.ndarray], object], batch: np.ndarray, repeats: int) -> float:
-    """Images per second of ``run`` on ``batch`` after two warm-up calls."""
-    for _ in range(2):
-        run(batch)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        run(batch)
-    return repeats * len(batch) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -114,7 +106,8 @@ def main() -> None:
     for batch_size in (1, 8):
         batch = rng.random((batch_size, 3, args.image_size, args.image_size), dtype=np.float32)
         for name, run in runtimes.items():
-            results[name][batch_size] = throughput(run, batch, args.repeats)
+            rate = calls_per_second(lambda: run(batch), min_iterations=args.repeats, min_seconds=0)  # noqa: B023
+            results[name][batch_size] = rate * batch_size
 
     print(
         f"PromptMAD, CPU config ({args.image_size} px, Lite2, 2+2 layers, 10 diffusion steps), "

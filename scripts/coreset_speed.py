@@ -9,7 +9,7 @@ stride 8) of one category's training images, then selects ``--ratio`` of it with
 selection and whether the indices agree.
 
 Usage:
-    python benchmarks/coreset_speed.py --root ../shared/data/mvtec_ad_256 --category bottle --ratio 0.1 --steps 1500
+    python scripts/coreset_speed.py --root ../shared/data/mvtec_ad_256 --category bottle --ratio 0.1 --steps 1500
 """
 
 from __future__ import annotations

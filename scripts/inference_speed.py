@@ -10,7 +10,7 @@ weights, calibrated on random images, and timed on random images. Each mode runs
 that peak memory (max RSS) is its own.
 
 Usage:
-    python benchmarks/inference_speed.py [--image-size 256] [--repeats 5] [--threads 2] [--layers 4]
+    python scripts/inference_speed.py [--image-size 256] [--repeats 5] [--threads 2] [--layers 4]
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 MODES = {
     "PromptMAD (full)": {},
@@ -35,6 +34,7 @@ def _measure(mode: str, image_size: int, repeats: int, threads: int, layers: int
     import torch
 
     from anomalib_promptmad.fusion_rule import FusionRule
+    from anomalib_promptmad.infrastructure.timing import calls_per_second
     from anomalib_promptmad.torch_model import PromptMADModel
 
     torch.set_num_threads(threads)
@@ -65,11 +65,8 @@ def _measure(mode: str, image_size: int, repeats: int, threads: int, layers: int
     with torch.inference_mode():
         for batch in (1, 8):
             images = torch.rand(batch, 3, image_size, image_size)
-            model(images)  # warm-up
-            start = time.perf_counter()
-            for _ in range(repeats):
-                model(images)
-            result[f"images_per_s_b{batch}"] = repeats * batch / (time.perf_counter() - start)
+            rate = calls_per_second(lambda: model(images), warmup=1, min_iterations=repeats, min_seconds=0)  # noqa: B023
+            result[f"images_per_s_b{batch}"] = rate * batch
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 

@@ -15,7 +15,7 @@ the fused maps: each rule's validation score (the worst defect family's mean of 
 validation split, never on test data).
 
 Usage:
-    python benchmarks/fusion_maps.py CHECKPOINT --root ../shared/data/mvtec_ad_256 \
+    python scripts/fusion_maps.py CHECKPOINT --root ../shared/data/mvtec_ad_256 \
         --categories bottle pill --output docs/images/fusion_maps.png \
         --credit "MVTec AD images CC BY-NC-SA 4.0, MVTec Software GmbH"
 """
@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anomalib_promptmad import MultiClassMVTecAD, PromptMAD
-from anomalib_promptmad.atomic_write import write_atomic
 from anomalib_promptmad.fusion_rule import FusionRule
+from anomalib_promptmad.infrastructure.atomic_write import write_atomic
 
 _COLUMNS = (
     "image",
@@ -86,7 +86,7 @@ def _collect_rows(model: PromptMAD, dataset: MultiClassMVTecAD) -> list[dict]:
                     "D": distance[0, 0].numpy(),
                     "P": probability[0, 0].numpy(),
                     "M": (matching if matching is not None else torch.zeros_like(distance))[0, 0].numpy(),
-                    "fixed": FusionRule(weight=0.5).apply(distance, probability)[0, 0].numpy(),
+                    "fixed": FusionRule(segmentation_weight=0.5).apply(distance, probability)[0, 0].numpy(),
                     "chosen": rule.apply(distance, probability, matching)[0, 0].numpy(),
                     "rule": rule,
                     "inferred": model.categories[int(inferred[0])],
@@ -127,7 +127,7 @@ def draw(
         category = row["category"]
         category_scores = scores.get(category, {})
         chosen_ap = category_scores.get(row["rule"], float("nan"))
-        fixed_ap = category_scores.get(FusionRule(weight=0.5), float("nan"))
+        fixed_ap = category_scores.get(FusionRule(segmentation_weight=0.5), float("nan"))
         panels = [
             (row["image"], None),
             (row["mask"], "gray"),
