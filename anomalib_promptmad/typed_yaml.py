@@ -71,7 +71,10 @@ def check_arguments(cls: type, values: Any, key: str = "", *, skip: Collection[s
     names = _names(parser.add_class_arguments(cls, _GROUP, skip=set(skip), fail_untyped=False))
     try:
         namespace = parser.parse_object({_GROUP: dict(values)})
-    except ArgumentError as error:
+        # parse_object does not type-check nulls: a null that the type does not allow is an error, not a default
+        given = parser.parse_object({_GROUP: dict(values)}, defaults=False)
+        parser.validate(given, skip_none=False, skip_required=True)
+    except (ArgumentError, TypeError) as error:
         raise _invalid(str(error), key, names) from error
     return {name: _plain(value) for name, value in namespace[_GROUP].as_dict().items()}
 

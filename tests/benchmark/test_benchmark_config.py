@@ -51,6 +51,7 @@ def _minimal(root: Path | None = None) -> dict[str, Any]:
         (lambda d: d.update(source="x.yaml"), "source", "unknown key"),
         (lambda d: d.update(settings=["unified", "few_shot"]), "settings", "Got value: few_shot"),
         (lambda d: d.update(settings=[]), "settings", "needs at least one setting"),
+        (lambda d: d.update(seed=None), "seed", "Expected a <class 'int'>. Got value: None"),
         (lambda d: d.pop("models"), "models", "required: a non-empty list"),
         (lambda d: d["models"][0].update(init_args=[1]), "models[0].init_args", "expected a mapping, got list"),
         (lambda d: d["models"][0].pop("class_path"), "models[0].class_path", "required, but not given"),
@@ -72,6 +73,7 @@ def _minimal(root: Path | None = None) -> dict[str, Any]:
         (lambda d: d.update(exact_fast_coreset="maybe"), "exact_fast_coreset", "Expected a <class 'bool'>"),
         (lambda d: d.update(speed=[1]), "speed", "expected a mapping, got list"),
         (lambda d: d.update(speed={"batch_sizes": [8, 0]}), "speed.batch_sizes", "v>0"),
+        (lambda d: d.update(speed={"min_iterations": None}), "speed.min_iterations", "PositiveInt"),
         (lambda d: d.update(figure={"size": 64, "dpi": 100}), "figure.dpi", "allowed keys: ['images_per_category'"),
     ],
 )
