@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, ModelSpec
+from anomalib_promptmad.typed_yaml import InvalidKeyError, check_arguments, init_parameters
 
 if TYPE_CHECKING:
     from anomalib.models.components import AnomalibModule
@@ -120,7 +121,7 @@ def resolve_class(class_path: str) -> type[AnomalibModule]:
 
 
 def resolve_model(spec: ModelSpec, config: BenchmarkConfig, index: int, demo_root: Path | None) -> ResolvedModel:
-    """Exact settings of one model of the grid, checked against its class's signature.
+    """Exact settings of one model of the grid, checked against its class's signature by jsonargparse.
 
     Args:
         spec: The model entry.
@@ -133,15 +134,15 @@ def resolve_model(spec: ModelSpec, config: BenchmarkConfig, index: int, demo_roo
         The resolved model.
 
     Raises:
-        BenchmarkConfigError: Unknown class, unreadable ``config`` file, unknown argument name.
+        BenchmarkConfigError: Unknown class, unreadable ``config`` file, unknown argument name, a value of the
+            wrong type, a missing required argument.
     """
     key = f"models[{index}]"
     try:
         cls = resolve_class(spec.class_path)
     except ValueError as error:
         raise config.error(f"{key}.class_path", str(error)) from error
-    parameters = inspect.signature(cls.__init__).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    parameters = init_parameters(cls)
 
     arguments: dict[str, Any] = {}
     if spec.config is not None:
@@ -165,14 +166,14 @@ def resolve_model(spec: ModelSpec, config: BenchmarkConfig, index: int, demo_roo
     if spec.max_epochs is not None and "max_epochs" in parameters and "max_epochs" not in spec.init_args:
         arguments["max_epochs"] = spec.max_epochs
 
-    for name in arguments:
-        if name == "pre_processor":
-            problem = "cannot be set in a benchmark: the input size and normalisation are shared by every model"
-            raise config.error(f"{key}.init_args.pre_processor", problem)
-        if name not in parameters and not takes_any:
-            allowed = sorted(p for p in parameters if p not in {"self", "pre_processor"})
-            problem = f"{cls.__name__} has no argument {name!r}; its arguments: {allowed}"
-            raise config.error(f"{key}.init_args.{name}", problem)
+    if "pre_processor" in arguments:
+        problem = "cannot be set in a benchmark: the input size and normalisation are shared by every model"
+        raise config.error(f"{key}.init_args.pre_processor", problem)
+    try:
+        # jsonargparse checks them as the anomalib command would: names, types, required arguments
+        check_arguments(cls, arguments, f"{key}.init_args", skip={"pre_processor"})
+    except InvalidKeyError as error:
+        raise config.error(error.key, error.problem) from error
     pre_processor = None
     if not sized_by_itself:
         backbone = arguments.get("backbone") if "backbone" in parameters else None

@@ -10,8 +10,8 @@ is filled with every *state phrase* (``"flawless {object}"``, ``"{object} with a
 the dataset's ``test/`` folder names) and the 12 VisA categories (defect keys = its annotation labels).
 Unknown categories fall back to generic prompts built from the category name, with one warning.
 
-YAML catalog format (``version: 1``; read with ``yaml.safe_load``; also in ``catalog/README.md``, example
-in ``catalog/example_user_prompts.yaml``)::
+YAML catalog format (``version: 1``; read with ``yaml.safe_load``, checked with jsonargparse; also in
+``catalog/README.md``, example in ``catalog/example_user_prompts.yaml``)::
 
     version: 1                      # optional; only 1 exists
     templates:                      # optional; each holds "{}" once; default: DEFAULT_TEMPLATES
@@ -51,15 +51,18 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 import yaml
+from jsonargparse.typing import NotEmptyStr
+
+from anomalib_promptmad.typed_yaml import InvalidKeyError, build, mapping
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -108,9 +111,6 @@ DEFAULT_ANOMALOUS_STATES: tuple[str, ...] = (
 PACKAGED_CATALOGS: tuple[str, ...] = ("mvtec_ad.yaml", "visa.yaml")
 
 _FORMAT_HELP = "see anomalib_promptmad/prompts/catalog/README.md"
-_TOP_LEVEL_KEYS = ("version", "templates", "normal_states", "anomalous_states", "categories")
-_CATEGORY_KEYS = ("object", "normal", "anomalous", "defects")
-_SUPPORTED_VERSIONS = (1,)
 # Categories that already warned about their generic fallback, so each warns once per process.
 _WARNED_FALLBACKS: set[str] = set()
 
@@ -198,106 +198,91 @@ def compose_class_prompts(
     )
 
 
-class _CatalogReader:
-    """Validates one parsed YAML catalog, raising errors that name the file and the key."""
+@dataclass(frozen=True, kw_only=True)
+class _Catalog:
+    """A catalog file as written (format: module docstring); :func:`_catalog_prompts` checks the rest."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
+    version: Literal[1] = 1
+    templates: tuple[NotEmptyStr, ...] = DEFAULT_TEMPLATES
+    normal_states: tuple[NotEmptyStr, ...] = DEFAULT_NORMAL_STATES
+    anomalous_states: tuple[NotEmptyStr, ...] = DEFAULT_ANOMALOUS_STATES
+    # entries are read one by one, so that an error names the category (jsonargparse's would name the mapping)
+    categories: dict[Any, Any]
 
-    def error(self, where: str, problem: str) -> PromptCatalogError:
-        return PromptCatalogError(f"{self.label}: {where}: {problem} ({_FORMAT_HELP})")
 
-    def mapping(self, value: Any, where: str) -> dict[Any, Any]:
-        if not isinstance(value, dict):
-            raise self.error(where, f"expected a mapping, got {_describe(value)}")
-        return value
+@dataclass(frozen=True, kw_only=True)
+class _CategoryEntry:
+    """One entry of a catalog's ``categories``, as written."""
 
-    def text(self, value: Any, where: str, placeholder: str | None = None) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(where, f"expected a non-empty string, got {_describe(value)}")
-        if placeholder is not None and placeholder not in value:
-            raise self.error(where, f"{value!r} must contain {placeholder}")
-        return value.strip()
+    object: NotEmptyStr
+    normal: tuple[NotEmptyStr, ...] = ()
+    anomalous: tuple[NotEmptyStr, ...] = ()
+    defects: dict[Any, tuple[NotEmptyStr, ...]] = field(default_factory=dict)
 
-    def texts(self, value: Any, where: str, placeholder: str, *, allow_empty: bool = True) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise self.error(where, f"expected a list of strings, got {_describe(value)}")
-        if not value and not allow_empty:
-            raise self.error(where, "expected at least one entry, got an empty list")
-        return tuple(self.text(item, f"{where}[{index}]", placeholder) for index, item in enumerate(value))
 
-    def keys(self, mapping: dict[Any, Any], allowed: Sequence[str], where: str) -> None:
-        unknown = [key for key in mapping if key not in allowed]
-        if unknown:
-            raise self.error(where, f"unknown key(s) {unknown}; allowed: {list(allowed)}")
+def _catalog_prompts(document: Any) -> dict[str, ClassPrompts]:
+    """Prompts of every category of a parsed catalog, keyed by normalised name.
 
-    def catalog(self, document: Any) -> dict[str, ClassPrompts]:
-        """Prompts of every category of a parsed catalog, keyed by normalised name."""
-        if document is None:
-            raise self.error("<file>", "the file is empty; expected a mapping with a 'categories' key")
-        document = self.mapping(document, "<file>")
-        self.keys(document, _TOP_LEVEL_KEYS, "<file>")
-        version = document.get("version", 1)
-        if version not in _SUPPORTED_VERSIONS or isinstance(version, bool):
-            raise self.error("version", f"unsupported version {version!r}; supported: {list(_SUPPORTED_VERSIONS)}")
-        templates = self.optional_texts(document, "templates", "{}", DEFAULT_TEMPLATES)
-        for index, template in enumerate(templates):
-            if template.count("{}") != 1:
-                raise self.error(f"templates[{index}]", f"{template!r} must contain {{}} exactly once")
-        normal_states = self.optional_texts(document, "normal_states", "{object}", DEFAULT_NORMAL_STATES)
-        anomalous_states = self.optional_texts(document, "anomalous_states", "{object}", DEFAULT_ANOMALOUS_STATES)
+    Raises:
+        InvalidKeyError: Anything wrong; the key names it (``<file>`` for the whole document).
+    """
+    if document is None:
+        raise InvalidKeyError("<file>", "the file is empty; expected a mapping with a 'categories' key")
+    catalog = build(_Catalog, mapping(document, "<file>"))
+    templates = _phrases(catalog.templates, "templates", "{}", required=True)
+    for index, template in enumerate(templates):
+        if template.count("{}") != 1:
+            raise InvalidKeyError(f"templates[{index}]", f"{template!r} must contain {{}} exactly once")
+    normal_states = _phrases(catalog.normal_states, "normal_states", "{object}", required=True)
+    anomalous_states = _phrases(catalog.anomalous_states, "anomalous_states", "{object}", required=True)
+    if not catalog.categories:
+        raise InvalidKeyError("categories", "expected at least one category, got an empty mapping")
 
-        if "categories" not in document:
-            raise self.error("categories", "missing; expected a mapping of category name -> entry")
-        categories = self.mapping(document["categories"], "categories")
-        if not categories:
-            raise self.error("categories", "expected at least one category, got an empty mapping")
-
-        result: dict[str, ClassPrompts] = {}
-        for raw_name, raw_entry in categories.items():
-            name = self.text(raw_name, f"categories (key {raw_name!r})")
-            where = f"categories.{name}"
-            key = _normalise_name(name)
-            if key in result:
-                raise self.error(where, f"same category as {result[key].category!r} (names ignore case and separators)")
-            if raw_entry is None:
-                raise self.error(where, "empty entry; it needs at least 'object: <noun>'")
-            entry = self.mapping(raw_entry, where)
-            self.keys(entry, _CATEGORY_KEYS, where)
-            if "object" not in entry:
-                raise self.error(
-                    f"{where}.object", "missing; give the noun that replaces {object}, e.g. 'object: bottle'"
-                )
-            defects = self.mapping(entry.get("defects", {}), f"{where}.defects")
-            result[key] = compose_class_prompts(
-                name,
-                self.text(entry["object"], f"{where}.object"),
-                normal=self.texts(entry.get("normal", []), f"{where}.normal", "{object}"),
-                anomalous=self.texts(entry.get("anomalous", []), f"{where}.anomalous", "{object}"),
-                defects={
-                    self.text(defect, f"{where}.defects (key {defect!r})"): self.texts(
-                        phrases, f"{where}.defects.{defect}", "{object}", allow_empty=False
-                    )
-                    for defect, phrases in defects.items()
-                },
-                templates=templates,
-                normal_states=normal_states,
-                anomalous_states=anomalous_states,
+    result: dict[str, ClassPrompts] = {}
+    for raw_name, raw_entry in catalog.categories.items():
+        name = _name(raw_name, f"categories (key {raw_name!r})")
+        where = f"categories.{name}"
+        key = _normalise_name(name)
+        if key in result:
+            raise InvalidKeyError(
+                where, f"same category as {result[key].category!r} (names ignore case and separators)"
             )
-        return result
+        if raw_entry is None:
+            raise InvalidKeyError(where, "empty entry; it needs at least 'object: <noun>'")
+        entry = build(_CategoryEntry, raw_entry, where)
+        result[key] = compose_class_prompts(
+            name,
+            entry.object.strip(),
+            normal=_phrases(entry.normal, f"{where}.normal", "{object}"),
+            anomalous=_phrases(entry.anomalous, f"{where}.anomalous", "{object}"),
+            defects={
+                _name(defect, f"{where}.defects (key {defect!r})"): _phrases(
+                    phrases, f"{where}.defects.{defect}", "{object}", required=True
+                )
+                for defect, phrases in entry.defects.items()
+            },
+            templates=templates,
+            normal_states=normal_states,
+            anomalous_states=anomalous_states,
+        )
+    return result
 
-    def optional_texts(
-        self, document: dict[Any, Any], key: str, placeholder: str, default: tuple[str, ...]
-    ) -> tuple[str, ...]:
-        if key not in document:
-            return default
-        return self.texts(document[key], key, placeholder, allow_empty=False)
+
+def _name(value: Any, key: str) -> str:
+    """A category or defect name, stripped (mapping keys, which jsonargparse does not check)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidKeyError(key, f"expected a non-empty string, got {value!r}")
+    return value.strip()
 
 
-def _describe(value: Any) -> str:
-    """Type and short value for error messages."""
-    text = repr(value)
-    return f"{type(value).__name__} ({text[:60]}{'...' if len(text) > 60 else ''})"
+def _phrases(phrases: tuple[str, ...], key: str, placeholder: str, *, required: bool = False) -> tuple[str, ...]:
+    """The phrases, stripped, each checked to hold ``placeholder``; ``required``: at least one."""
+    if required and not phrases:
+        raise InvalidKeyError(key, "expected at least one entry, got an empty list")
+    for index, phrase in enumerate(phrases):
+        if placeholder not in phrase:
+            raise InvalidKeyError(f"{key}[{index}]", f"{phrase!r} must contain {placeholder}")
+    return tuple(phrase.strip() for phrase in phrases)
 
 
 def _read_catalog(source: Path | Traversable, label: str) -> dict[str, ClassPrompts]:
@@ -320,7 +305,11 @@ def _read_catalog(source: Path | Traversable, label: str) -> dict[str, ClassProm
     except UnicodeDecodeError as error:
         msg = f"{label}: not a UTF-8 text file: {error}"
         raise PromptCatalogError(msg) from error
-    return _CatalogReader(label).catalog(document)
+    try:
+        return _catalog_prompts(document)
+    except InvalidKeyError as error:
+        msg = f"{label}: {error} ({_FORMAT_HELP})"
+        raise PromptCatalogError(msg) from error
 
 
 @cache

@@ -47,15 +47,34 @@ def _minimal(root: Path | None = None) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "key", "problem"),
     [
-        (lambda d: d.update(epochs=3), "epochs", "unknown key"),
-        (lambda d: d.update(settings=["unified", "few_shot"]), "settings[1]", "unknown setting 'few_shot'"),
-        (lambda d: d["models"][0].update(init_args=[1]), "models[0].init_args", "expected a mapping"),
-        (lambda d: d["models"][0].pop("class_path"), "models[0].class_path", "non-empty string"),
+        (lambda d: d.update(epochs=3), "epochs", "unknown key; allowed keys: ['accelerator', 'backbone'"),
+        (lambda d: d.update(source="x.yaml"), "source", "unknown key"),
+        (lambda d: d.update(settings=["unified", "few_shot"]), "settings", "Got value: few_shot"),
+        (lambda d: d.update(settings=[]), "settings", "needs at least one setting"),
+        (lambda d: d.update(seed=None), "seed", "Expected a <class 'int'>. Got value: None"),
+        (lambda d: d.pop("models"), "models", "required: a non-empty list"),
+        (lambda d: d["models"][0].update(init_args=[1]), "models[0].init_args", "expected a mapping, got list"),
+        (lambda d: d["models"][0].pop("class_path"), "models[0].class_path", "required, but not given"),
+        (lambda d: d["models"][0].update(class_path=" "), "models[0].class_path", "NotEmptyStr"),
+        (lambda d: d["models"][0].update(max_epochs=0), "models[0].max_epochs", "v>0"),
         (lambda d: d["models"].append({"class_path": "Padim"}), "models", "names must be unique"),
-        (lambda d: d["datasets"][0].update(type="visa"), "datasets[0].type", "unknown dataset type"),
-        (lambda d: d.update(image_size=[64]), "image_size", "[height, width]"),
-        (lambda d: d["models"][0].update(settings=["per_class", "x"]), "models[0].settings", "subset"),
-        (lambda d: d.update(exact_fast_coreset="yes"), "exact_fast_coreset", "expected true or false"),
+        (lambda d: d["models"][0].update(colour="red"), "models[0].colour", "unknown key"),
+        (lambda d: d["datasets"][0].update(type="visa"), "datasets[0].type", "['mvtec', 'demo']. Got value: visa"),
+        (lambda d: d["datasets"][0].update(generate=[1]), "datasets[0].generate", "expected a mapping, got list"),
+        (lambda d: d["datasets"][0].update(categories=[]), "datasets[0].categories", "at least one category"),
+        (lambda d: d["datasets"][0].update(init_args={"root": "x"}), "datasets[0].init_args.root", "entry itself"),
+        (lambda d: d.update(image_size=[64]), "image_size", "Expected a tuple with 2 elements"),
+        (lambda d: d["models"][0].update(settings=["per_class", "x"]), "models[0].settings", "Got value: x"),
+        (
+            lambda d: (d.update(settings=["unified"]), d["models"][0].update(settings="per_class")),
+            "models[0].settings",
+            "must be a non-empty subset of the config's settings ['unified'], got ['per_class']",
+        ),
+        (lambda d: d.update(exact_fast_coreset="maybe"), "exact_fast_coreset", "Expected a <class 'bool'>"),
+        (lambda d: d.update(speed=[1]), "speed", "expected a mapping, got list"),
+        (lambda d: d.update(speed={"batch_sizes": [8, 0]}), "speed.batch_sizes", "v>0"),
+        (lambda d: d.update(speed={"min_iterations": None}), "speed.min_iterations", "PositiveInt"),
+        (lambda d: d.update(figure={"size": 64, "dpi": 100}), "figure.dpi", "allowed keys: ['images_per_category'"),
     ],
 )
 def test_bad_keys_are_named_with_the_file(tmp_path: Path, change: Any, key: str, problem: str) -> None:
@@ -73,6 +92,12 @@ def test_checks_that_need_classes_and_data_fail_before_any_job(tmp_path: Path) -
     """Unknown argument names, unknown classes, missing roots and categories: errors before any job folder."""
     cases = [
         (lambda d: d["models"][0].update(init_args={"n_feature": 10}), "models[0].init_args.n_feature", "n_features"),
+        (lambda d: d["models"][0].update(init_args={"layers": 5}), "models[0].init_args.layers", "Got value: 5"),
+        (
+            lambda d: d["models"][0].update(init_args={"pre_processor": False}),
+            "models[0].init_args.pre_processor",
+            "cannot be set in a benchmark",
+        ),
         (lambda d: d["models"][0].update(class_path="Padimm"), "models[0].class_path", "not an anomalib model"),
         (
             lambda d: d["datasets"][0].update(type="mvtec", root="no/such/root", generate={}),
@@ -95,9 +120,11 @@ def test_cli_bad_config_exits_2_and_says_why(tmp_path: Path, capsys: pytest.Capt
     """A bad config is a usage error (status 2), distinct from failed jobs (status 1)."""
     data = _minimal()
     data["speed"] = {"warmup": -1}
-    status = main(["--config", str(_write(tmp_path, data)), "--output", str(tmp_path / "run")])
+    path = _write(tmp_path, data)
+    status = main(["--config", str(path), "--output", str(tmp_path / "run")])
     assert status == 2
-    assert "speed.warmup: must be >= 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{path}: speed.warmup: Not of type NonNegativeInt: -1 does not conform to restriction v>=0" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -212,9 +239,9 @@ def _two_root_config(roots: list[Any], categories: Any = "all") -> dict[str, Any
     ("root", "key", "problem"),
     [
         ([], "datasets[0].root", "needs at least one folder"),
-        (["a", 3], "datasets[0].root[1]", "expected a non-empty string"),
+        (["a", 3], "datasets[0].root", "Not of type Path: expected str, bytes or os.PathLike object, not int"),
         (["a", "b", "a"], "datasets[0].root[2]", "'a' is listed twice"),
-        ({"a": 1}, "datasets[0].root", "expected a non-empty string"),
+        ({"a": 1}, "datasets[0].root", "Given value: {'a': 1}"),
     ],
 )
 def test_bad_root_lists_are_named_with_the_file(tmp_path: Path, root: Any, key: str, problem: str) -> None:

@@ -202,27 +202,39 @@ def test_packaged_example_user_file_loads(library: PromptLibrary) -> None:
         ("", "the file is empty"),
         ("# only a comment\n", "the file is empty"),
         ("- a\n- b\n", "<file>: expected a mapping, got list"),
-        ("categories: []\n", "categories: expected a mapping, got list"),
+        ("categories: []\n", "categories: Expected a <class 'dict'>. Got value: []"),
         ("categories: {}\n", "categories: expected at least one category"),
-        ("version: 1\n", "categories: missing"),
-        ("version: 2\ncategories: {a: {object: a}}\n", "version: unsupported version 2"),
-        ("templats: ['a {}']\ncategories: {a: {object: a}}\n", "unknown key(s) ['templats']"),
+        ("version: 1\n", "categories: required, but not given"),
+        ("version: 2\ncategories: {a: {object: a}}\n", "version: Expected a typing.Literal[1]. Got value: 2"),
+        (
+            "templats: ['a {}']\ncategories: {a: {object: a}}\n",
+            "templats: unknown key; allowed keys: ['anomalous_states'",
+        ),
         ("templates: ['a photo']\ncategories: {a: {object: a}}\n", "templates[0]: 'a photo' must contain {}"),
         ("templates: ['{} {}']\ncategories: {a: {object: a}}\n", "templates[0]: '{} {}' must contain {} exactly once"),
+        ("normal_states: []\ncategories: {a: {object: a}}\n", "normal_states: expected at least one entry"),
+        ("anomalous_states: [broken]\ncategories: {a: {object: a}}\n", "anomalous_states[0]: 'broken' must contain"),
+        ("categories: {1: {object: a}}\n", "categories (key 1): expected a non-empty string, got 1"),
         ("categories: {gear: }\n", "categories.gear: empty entry"),
         ("categories: {gear: [x]}\n", "categories.gear: expected a mapping, got list"),
-        ("categories: {gear: {defects: {}}}\n", "categories.gear.object: missing"),
-        ("categories: {gear: {object: 3}}\n", "categories.gear.object: expected a non-empty string, got int (3)"),
-        ("categories: {gear: {object: g, colour: red}}\n", "categories.gear: unknown key(s) ['colour']"),
-        ("categories: {gear: {object: g, normal: 'shiny {object}'}}\n", "categories.gear.normal: expected a list"),
-        ("categories: {gear: {object: g, defects: [rust]}}\n", "categories.gear.defects: expected a mapping, got list"),
+        ("categories: {gear: {defects: {}}}\n", "categories.gear.object: required, but not given"),
+        ("categories: {gear: {object: 3}}\n", "categories.gear.object: Not of type NotEmptyStr: expected string or"),
+        (
+            "categories: {gear: {object: g, colour: red}}\n",
+            "categories.gear.colour: unknown key; allowed keys: ['anomalous'",
+        ),
+        (
+            "categories: {gear: {object: g, normal: 'shiny {object}'}}\n",
+            "categories.gear.normal: Expected a <class 'tuple'>",
+        ),
+        ("categories: {gear: {object: g, defects: [rust]}}\n", "categories.gear.defects: Expected a <class 'dict'>"),
         (
             "categories: {gear: {object: g, defects: {rust: []}}}\n",
             "categories.gear.defects.rust: expected at least one",
         ),
         (
             "categories: {gear: {object: g, defects: {rust: ['{object} rusty', 3]}}}\n",
-            "categories.gear.defects.rust[1]: expected a non-empty string, got int (3)",
+            "categories.gear.defects: Not of type NotEmptyStr: expected string or bytes-like object, got 'int'",
         ),
         (
             "categories: {gear: {object: g, defects: {rust: [rusty]}}}\n",
@@ -238,7 +250,7 @@ def test_bad_yaml_errors_name_file_and_key(tmp_path: Path, text: str, expected: 
     with pytest.raises(PromptCatalogError) as info:
         PromptLibrary.from_yaml(path, packaged=False)
     message = str(info.value)
-    assert str(path) in message
+    assert message.startswith(f"{path}: ")
     assert expected in message
 
 

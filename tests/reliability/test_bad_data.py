@@ -148,8 +148,8 @@ def test_category_without_training_images(demo_root: Path, tmp_path: Path) -> No
     ("text", "expected"),
     [
         ("", "the file is empty"),
-        ("categories: [bottle, pill]\n", "categories: expected a mapping, got list"),
-        ("categories:\n  gear:\n    object: 3\n", "categories.gear.object: expected a non-empty string, got int"),
+        ("categories: [bottle, pill]\n", "categories: Expected a <class 'dict'>. Got value: ['bottle', 'pill']"),
+        ("categories:\n  gear:\n    object: 3\n", "categories.gear.object: Not of type NotEmptyStr: expected string"),
     ],
 )
 def test_bad_prompt_yaml_fails_when_the_model_is_built(tmp_path: Path, text: str, expected: str) -> None:
