@@ -43,7 +43,7 @@ from typing import Any, Literal, get_args
 import yaml
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, NotEmptyStr, PositiveFloat, PositiveInt
 
-from anomalib_promptmad.typed_yaml import InvalidKeyError, build, mapping
+from anomalib_promptmad.infrastructure.typed_yaml import InvalidKeyError, build, mapping
 
 __all__ = [
     "SETTINGS",

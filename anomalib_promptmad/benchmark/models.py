@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from anomalib_promptmad.benchmark.config import BenchmarkConfig, ModelSpec
-from anomalib_promptmad.typed_yaml import InvalidKeyError, check_arguments, init_parameters
+from anomalib_promptmad.infrastructure.typed_yaml import InvalidKeyError, check_arguments, init_parameters
 
 if TYPE_CHECKING:
     from anomalib.models.components import AnomalibModule

@@ -11,6 +11,8 @@
 * :mod:`~anomalib_promptmad.infrastructure.training_guards`: resumable randomness, finite losses.
 * :mod:`~anomalib_promptmad.infrastructure.precision`: the training precisions.
 * :mod:`~anomalib_promptmad.infrastructure.timing`: the one timing loop of the benchmark tool and scripts.
+* :mod:`~anomalib_promptmad.infrastructure.typed_yaml`: YAML mappings checked against a class's init signature by
+  jsonargparse (the benchmark config, its model arguments, the prompt catalogues).
 
 Nothing is imported here: the registration hook imports this package at interpreter start-up.
 """

@@ -62,7 +62,7 @@ import torch.nn.functional as F  # noqa: N812
 import yaml
 from jsonargparse.typing import NotEmptyStr
 
-from anomalib_promptmad.typed_yaml import InvalidKeyError, build, mapping
+from anomalib_promptmad.infrastructure.typed_yaml import InvalidKeyError, build, mapping
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
