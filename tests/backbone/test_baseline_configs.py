@@ -110,7 +110,7 @@ def test_stock_anomalib_train_with_the_padim_config_offline(tmp_path: Path) -> N
     def run(*command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
 
-    installed = run(sys.executable, "-m", "anomalib_promptmad.backbone.weights_cli", "install", "--backbone", LITE2)
+    installed = run(sys.executable, "-m", "anomalib_promptmad.deploy.weights_cli", "install", "--backbone", LITE2)
     assert installed.returncode == 0, installed.stderr[-3000:]
     anomalib = str(Path(sys.executable).with_name("anomalib"))
     trained = run(

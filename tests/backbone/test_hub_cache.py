@@ -23,7 +23,7 @@ from anomalib_promptmad.backbone.hub_cache import (
     remove_from_hub_cache,
     timm_hub_location,
 )
-from anomalib_promptmad.backbone.weights_cli import main
+from anomalib_promptmad.deploy.weights_cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LITE2 = "tf_efficientnet_lite2"
@@ -135,7 +135,7 @@ def test_command_checks_installs_and_removes(hub: Path, capsys: pytest.CaptureFi
 def test_command_parses_arguments_before_importing_torch() -> None:
     """A wrong backbone is refused by argparse (status 2) in a process that never imported torch."""
     code = (
-        "import sys\nfrom anomalib_promptmad.backbone.weights_cli import main\n"
+        "import sys\nfrom anomalib_promptmad.deploy.weights_cli import main\n"
         "try:\n    main(['install', '--backbone', 'resnet18'])\n"
         "except SystemExit as exit:\n    print(exit.code, 'torch' in sys.modules)\n"
     )
@@ -149,4 +149,4 @@ def test_console_script_is_declared() -> None:
     tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     with (REPO_ROOT / "pyproject.toml").open("rb") as stream:
         scripts = tomllib.load(stream)["project"]["scripts"]
-    assert scripts["promptmad-weights"] == "anomalib_promptmad.backbone.weights_cli:main"
+    assert scripts["promptmad-weights"] == "anomalib_promptmad.deploy.weights_cli:main"

@@ -138,7 +138,12 @@ def test_onnx_runs_without_torch_text_encoders_or_network(deployment: Deployment
         import socket, sys
         # (the package's start-up registration hook, standard library only, may already be loaded)
         BLOCKED = ("torch", "anomalib", "anomalib_promptmad", "open_clip", "transformers", "sentence_transformers")
-        STARTUP = {{"anomalib_promptmad", "anomalib_promptmad.infrastructure.lazy_exports", "anomalib_promptmad.infrastructure.registration"}}
+        STARTUP = {{
+                "anomalib_promptmad",
+                "anomalib_promptmad.infrastructure",
+                "anomalib_promptmad.infrastructure.lazy_exports",
+                "anomalib_promptmad.infrastructure.registration",
+            }}
 
         class Block:
             def find_spec(self, name, path=None, target=None):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from anomalib_promptmad import precision
+from anomalib_promptmad.infrastructure import precision
 from anomalib_promptmad.infrastructure.precision import resolve_training_precision
 
 
