@@ -13,7 +13,8 @@ reads ``job.json`` from that folder and writes, in this order, each file atomica
 * ``result.json``: metrics per category, cost, environment, and the job spec itself. It is written
   last, so its presence means the job finished. A Patchcore job whose spec asks for the exact fast coreset
   (``extra.coreset_selection``) also records each coreset selection it made (``coreset_selections``:
-  implementation, points, selected, seconds).
+  implementation, points, selected, seconds). A PromptMAD job records the fusion rule calibration chose for
+  each category (``fusion_rules``: category -> rule, e.g. ``"0.8 P + 0.2 M"``).
 
 On an exception it writes ``error.json`` (type, message, traceback) and exits with status 1. A fresh
 process per job gives every job a clean peak-memory figure and keeps one job's crash (including a
@@ -123,6 +124,7 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
         # the job's settings say the exact fast coreset made the memory bank: never let that be untrue
         msg = f"coreset_selection {coreset_selection!r} was asked for, but the model selected no coreset through it"
         raise RuntimeError(msg)
+    fusion_rules = _fusion_rules(model)
     start = time.perf_counter()
     engine.test(model=model, datamodule=datamodule)
     test_s = time.perf_counter() - start
@@ -173,6 +175,7 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
         },
         "samples_file": MAPS_FILE,
         **({"coreset_selections": selections} if selections is not None else {}),
+        **({"fusion_rules": fusion_rules} if fusion_rules is not None else {}),
         "environment": _environment(torch),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -180,6 +183,15 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
         shutil.rmtree(work_dir, ignore_errors=True)
     write_json_atomic(job_dir / RESULT_FILE, result)
     return result
+
+
+def _fusion_rules(model: Any) -> dict[str, str] | None:  # noqa: ANN401 - any anomalib model
+    """PromptMAD's fusion rule per category as calibration set it; ``None`` for a model without them."""
+    rules = getattr(getattr(model, "model", None), "fusion_rules", None)
+    categories = getattr(model, "categories", None)
+    if not rules or not categories or len(rules) != len(categories):
+        return None
+    return {category: str(rule) for category, rule in zip(categories, rules, strict=True)}
 
 
 def _environment(torch: Any) -> dict[str, Any]:

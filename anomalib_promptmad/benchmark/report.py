@@ -290,6 +290,7 @@ def _markdown(
             lines.append("")
 
     lines += _coreset_lines(results)
+    lines += _fusion_rule_lines(results)
     lines += ["## Settings", "", "| model | exact settings |", "|---|---|"]
     seen: set[str] = set()
     for row in rows:
@@ -358,6 +359,27 @@ def _coreset_lines(results: Sequence[dict[str, Any]]) -> list[str]:
                 f"{entry['seconds']:.1f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _fusion_rule_lines(results: Sequence[dict[str, Any]]) -> list[str]:
+    """A section on the fusion rule each PromptMAD job's calibration chose per category."""
+    recorded = [result for result in results if result.get("fusion_rules")]
+    if not recorded:
+        return []
+    lines = [
+        "## Fusion rules",
+        "",
+        "PromptMAD's anomaly map per category, as calibration chose it on the validation split: `D` the scaled "
+        "reconstruction distance, `P` the segmentor's probability, `M` the scaled prompt-matching distance.",
+        "",
+        "| job | category | rule |",
+        "|---|---|---|",
+    ]
+    for result in recorded:
+        lines += [
+            f"| `{result['job']['id']}` | {category} | `{rule}` |" for category, rule in result["fusion_rules"].items()
+        ]
     return [*lines, ""]
 
 

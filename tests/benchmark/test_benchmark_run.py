@@ -122,6 +122,20 @@ def test_markdown_table_and_exact_settings(run: tuple[Path, BenchmarkResult]) ->
     assert promptmad["init_args"]["max_epochs"] == 1 and promptmad["init_args"]["image_size"] == [64, 64]
 
 
+def test_promptmad_fusion_rules_are_recorded(run: tuple[Path, BenchmarkResult]) -> None:
+    """PromptMAD's job records each category's calibrated rule; the report lists them; Padim's has none."""
+    _, result = run
+    jobs = result.output_dir / "jobs"
+    rules = json.loads((jobs / "demo__unified__PromptMAD" / "result.json").read_text(encoding="utf-8"))["fusion_rules"]
+    assert sorted(rules) == ["disc", "fabric"]
+    assert all(isinstance(rule, str) and rule for rule in rules.values())
+    assert "fusion_rules" not in json.loads((jobs / "demo__unified__Padim" / "result.json").read_text(encoding="utf-8"))
+    markdown = result.report.markdown.read_text(encoding="utf-8")
+    assert "## Fusion rules" in markdown
+    for category, rule in rules.items():
+        assert f"| `demo__unified__PromptMAD` | {category} | `{rule}` |" in markdown
+
+
 def test_charts_and_side_by_side_maps(run: tuple[Path, BenchmarkResult]) -> None:
     """A PNG per metric, a map figure per setting; every model's maps are of the same test images."""
     _, result = run
