@@ -185,7 +185,7 @@ def run_job(spec: dict[str, Any], job_dir: str | Path) -> dict[str, Any]:
     return result
 
 
-def _fusion_rules(model: Any) -> dict[str, str] | None:  # noqa: ANN401 - any anomalib model
+def _fusion_rules(model: Any) -> dict[str, str] | None:
     """PromptMAD's fusion rule per category as calibration set it; ``None`` for a model without them."""
     rules = getattr(getattr(model, "model", None), "fusion_rules", None)
     categories = getattr(model, "categories", None)

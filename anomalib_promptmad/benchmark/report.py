@@ -22,7 +22,7 @@ import json
 import math
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -283,10 +283,19 @@ def _markdown(
                 *[f"images/s, batch {s.rsplit('b', 1)[1]}" for s in speed],
                 "peak memory (MiB)",
             ]
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            for row in (r for r in block if r["category"] == MEAN):
-                cells = [row["model"], f"{row['fit_s']:.1f}", *[_number(row[s], 2) for s in speed]]
-                lines.append("| " + " | ".join([*cells, f"{row['peak_memory_mib']:.0f}"]) + " |")
+            lines += _table(
+                header,
+                (
+                    [
+                        row["model"],
+                        f"{row['fit_s']:.1f}",
+                        *[_number(row[s], 2) for s in speed],
+                        f"{row['peak_memory_mib']:.0f}",
+                    ]
+                    for row in block
+                    if row["category"] == MEAN
+                ),
+            )
             lines.append("")
 
     lines += _coreset_lines(results)
@@ -346,19 +355,21 @@ def _coreset_lines(results: Sequence[dict[str, Any]]) -> list[str]:
         "embedding on an accelerator). The seconds are part of the fit time. Patchcore jobs not listed here used "
         "anomalib's own selection (`exact_fast_coreset: false`).",
         "",
-        "| job | selection | patches | selected | seconds |",
-        "|---|---|---|---|---|",
     ]
-    for result in recorded:
-        for entry in result["coreset_selections"]:
-            cells = [
+    lines += _table(
+        ["job", "selection", "patches", "selected", "seconds"],
+        (
+            [
                 f"`{result['job']['id']}`",
                 entry["implementation"],
                 str(entry["points"]),
                 f"{entry['selected']} ({entry['sampling_ratio']:g})",
                 f"{entry['seconds']:.1f}",
             ]
-            lines.append("| " + " | ".join(cells) + " |")
+            for result in recorded
+            for entry in result["coreset_selections"]
+        ),
+    )
     return [*lines, ""]
 
 
@@ -373,19 +384,26 @@ def _fusion_rule_lines(results: Sequence[dict[str, Any]]) -> list[str]:
         "PromptMAD's anomaly map per category, as calibration chose it on the validation split: `D` the scaled "
         "reconstruction distance, `P` the segmentor's probability, `M` the scaled prompt-matching distance.",
         "",
-        "| job | category | rule |",
-        "|---|---|---|",
     ]
-    for result in recorded:
-        lines += [
-            f"| `{result['job']['id']}` | {category} | `{rule}` |" for category, rule in result["fusion_rules"].items()
-        ]
+    lines += _table(
+        ["job", "category", "rule"],
+        (
+            [f"`{result['job']['id']}`", category, f"`{rule}`"]
+            for result in recorded
+            for category, rule in result["fusion_rules"].items()
+        ),
+    )
     return [*lines, ""]
 
 
-def _quality_table(block: list[dict[str, Any]]) -> list[str]:
-    header = ["category", "model", *_HEADERS.values()]
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table: the header, its separator and one line per row of cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def _quality_table(block: list[dict[str, Any]]) -> list[str]:
+    rows = []
     for category in dict.fromkeys(r["category"] for r in block):
         group = [r for r in block if r["category"] == category]
         best = {name: max((r[name] for r in group if r[name] is not None), default=None) for name in QUALITY_METRICS}
@@ -395,8 +413,8 @@ def _quality_table(block: list[dict[str, Any]]) -> list[str]:
                 text = _number(row[name], 3)
                 bold = row[name] is not None and len(group) > 1 and row[name] == best[name]
                 cells.append(f"**{text}**" if bold else text)
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines
+            rows.append(cells)
+    return _table(["category", "model", *_HEADERS.values()], rows)
 
 
 def _settings_text(job: dict[str, Any]) -> str:
