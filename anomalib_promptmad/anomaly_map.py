@@ -12,8 +12,13 @@ Each category then has its own fusion rule (:mod:`anomalib_promptmad.fusion_rule
 validation split by default): a weighted sum ``(1 - w) * D + w * P`` or the product ``D * P``. Both are
 given per image as tensors, so one exported graph serves every category.
 
+The fused map and the image score are then divided by their category's thresholds
+(:mod:`anomalib_promptmad.category_thresholds`), so that 1 is every category's threshold: the rules make
+maps of very different ranges (``D * P`` is near 0 on normal pixels, ``M`` near 1), and one threshold over
+all categories would otherwise flag every image of one category and none of another.
+
 Scores are squashed with ``x / (1 + x)``: monotone, so rankings (AUROC, AP) are untouched, and inside
-[0, 1], where torchmetrics does not mistake them for logits.
+[0, 1], where torchmetrics does not mistake them for logits; a category's threshold lands at 0.5.
 """
 
 from __future__ import annotations
@@ -120,15 +125,31 @@ class AnomalyMapGenerator(nn.Module):
         product: torch.Tensor,
         matching: torch.Tensor | None = None,
         matching_weight: torch.Tensor | None = None,
+        image_threshold: torch.Tensor | None = None,
+        pixel_threshold: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fuse the component maps with each image's rule (see :func:`fuse_maps`) and score the image.
 
+        Args:
+            distance: ``(B, 1, H, W)`` scaled distance map ``D``.
+            probability: ``(B, 1, H, W)`` pixel-head probability ``P``.
+            segmentation_weight: ``(B,)`` weight of ``P`` in each image's rule.
+            product: ``(B,)`` 1 where the rule is ``D * P``.
+            matching: ``(B, 1, H, W)`` scaled prompt-matching map ``M``, or ``None``.
+            matching_weight: ``(B,)`` weight of ``M`` (with ``matching``).
+            image_threshold: ``(B,)`` fused image score at each image's category threshold (default 1).
+            pixel_threshold: ``(B,)`` fused pixel value at each image's category threshold (default 1).
+
         Returns:
-            ``(anomaly_map, pred_score)``: ``(B, 1, H, W)`` and ``(B,)``, both in [0, 1).
+            ``(anomaly_map, pred_score)``: ``(B, 1, H, W)`` and ``(B,)``, both in [0, 1), 0.5 at the threshold.
         """
         fused = fuse_maps(distance, probability, segmentation_weight, product, matching, matching_weight)
         window = min(self.pool_size, fused.shape[-2], fused.shape[-1])
         # separable box filter: the same mean as a window x window average pool, in O(2 window) per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(fused, (window, 1), stride=1), (1, window), stride=1)
         score = pooled.flatten(1).amax(dim=1)
+        if image_threshold is not None:
+            score = score / image_threshold
+        if pixel_threshold is not None:
+            fused = fused / pixel_threshold.view(-1, 1, 1, 1)
         return fused / (1 + fused), score / (1 + score)

@@ -18,6 +18,8 @@ images only (never on test data), in this order:
    patch embeddings, and the scale of ``M`` on normal images outside the bank (the validation split's normal
    images, else training images).
 6. **Fusion rules**: per category, as ``fusion`` says (see :mod:`anomalib_promptmad.fusion_rule`).
+7. **Thresholds**: per category, anomalib's F1-adaptive image and pixel thresholds on its validation images
+   (see :mod:`anomalib_promptmad.category_thresholds`); 1 without a validation split.
 
 :class:`~anomalib_promptmad.lightning_model.PromptMAD` builds a :class:`Calibrator` and calls it from its
 Lightning hooks; it can also be run by hand (``PromptMAD.calibrate(train_data, validation=val_data)``).
@@ -34,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from anomalib_promptmad.category_thresholds import category_thresholds
 from anomalib_promptmad.fusion_rule import FusionChoice, FusionRule, choose_category_rules
 from anomalib_promptmad.matching import greedy_coreset_indices
 
@@ -134,12 +137,12 @@ class Calibrator:
 
     @torch.no_grad()
     def calibrate(self, dataset: Any, validation: Any = None) -> dict[str, FusionChoice]:  # noqa: ANN401
-        """Fit prototypes, prompts, map scales, matching banks and fusion rules (see the module docstring).
+        """Fit prototypes, prompts, map scales, matching banks, fusion rules and thresholds (module docstring).
 
         Args:
             dataset: Normal training images of every category.
-            validation: Validation split (normals and defects with masks), or ``None``: it scales ``M`` and,
-                with ``fusion="validation"``, chooses the rules.
+            validation: Validation split (normals and defects with masks), or ``None``: it scales ``M``, sets
+                the thresholds and, with ``fusion="validation"``, chooses the rules.
 
         Returns:
             Per category whose rule was chosen on validation data: the choice and every candidate's score.
@@ -161,8 +164,11 @@ class Calibrator:
             )
             if self.network.uses_prompt_matching:
                 self._set_matching_banks(patches, images, validation)
+            ones = torch.ones(len(self.categories))
+            self.network.set_thresholds(ones, ones)  # the maps the rules are chosen on do not depend on them
             rules, choices = self._fusion_rules(validation)
             self.network.set_fusion_rules(rules)
+            self._set_thresholds(validation)
         finally:
             self.network.train(was_training)
         return choices
@@ -180,6 +186,22 @@ class Calibrator:
             )
         finally:
             self.network.train(was_training)
+
+    def _set_thresholds(self, validation: Any) -> None:
+        """Each category's F1-adaptive thresholds on the validation split (1 without one)."""
+        thresholds = category_thresholds(
+            self.network, validation, len(self.categories), self.network_input, self.category_indices
+        )
+        self.network.set_thresholds(thresholds.image, thresholds.pixel)
+        logger.info(
+            "PromptMAD thresholds (fused image score / pixel value): %s",
+            ", ".join(
+                f"{name} {image:.3g} / {pixel:.3g}"
+                for name, image, pixel in zip(
+                    self.categories, thresholds.image.tolist(), thresholds.pixel.tolist(), strict=True
+                )
+            ),
+        )
 
     def _read_training_images(
         self,

@@ -231,6 +231,9 @@ class PromptMADModel(DynamicBufferMixin):
         self.register_buffer("fusion_segmentation_weight", torch.empty(0))
         self.register_buffer("fusion_matching_weight", torch.empty(0))
         self.register_buffer("fusion_product", torch.empty(0))
+        # (K,) each category's thresholds on the fused image score and pixel value (1 is every threshold after them)
+        self.register_buffer("image_threshold", torch.empty(0))
+        self.register_buffer("pixel_threshold", torch.empty(0))
         self.prototypes: torch.Tensor
         self.prompt_features: torch.Tensor
         self.prompt_memory: torch.Tensor
@@ -238,6 +241,8 @@ class PromptMADModel(DynamicBufferMixin):
         self.prompt_valid: torch.Tensor
         self.map_scale: torch.Tensor
         self.matching_scale: torch.Tensor
+        self.image_threshold: torch.Tensor
+        self.pixel_threshold: torch.Tensor
         self.fusion_segmentation_weight: torch.Tensor
         self.fusion_matching_weight: torch.Tensor
         self.fusion_product: torch.Tensor
@@ -300,9 +305,9 @@ class PromptMADModel(DynamicBufferMixin):
 
     @property
     def is_calibrated(self) -> bool:
-        """Whether prototypes, prompts, map scales, matching banks and fusion rules have been fitted."""
+        """Whether prototypes, prompts, map scales, matching banks, fusion rules and thresholds have been fitted."""
         buffers = [self.prompt_memory, self.map_scale, self.prototypes, self.fusion_segmentation_weight]
-        buffers.append(self.fusion_product)
+        buffers += [self.fusion_product, self.image_threshold, self.pixel_threshold]
         if self.patch_bank is not None:
             buffers += [self.patch_bank.patches, self.matching_scale, self.fusion_matching_weight]
         return self.tokenizer.has_statistics and all(buffer.numel() > 0 for buffer in buffers)
@@ -380,6 +385,11 @@ class PromptMADModel(DynamicBufferMixin):
         self.fusion_matching_weight = column([rule.matching_weight for rule in rules])
         self.fusion_product = column([float(rule.product) for rule in rules])
 
+    def set_thresholds(self, image: torch.Tensor, pixel: torch.Tensor) -> None:
+        """Set the ``(K,)`` per-category thresholds of the fused image score and of the fused map."""
+        self.image_threshold = image.to(self.pixel_mean.device, torch.float32).clamp_min(1e-6)
+        self.pixel_threshold = pixel.to(self.pixel_mean.device, torch.float32).clamp_min(1e-6)
+
     @property
     def fusion_rules(self) -> list[FusionRule]:
         """The per-category fusion rules (empty before calibration)."""
@@ -444,6 +454,8 @@ class PromptMADModel(DynamicBufferMixin):
             self.fusion_product[category],
             maps.matching,
             self.fusion_matching_weight[category] if maps.matching is not None else None,
+            self.image_threshold[category],
+            self.pixel_threshold[category],
         )
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
 
@@ -451,7 +463,8 @@ class PromptMADModel(DynamicBufferMixin):
         if not self.is_calibrated:
             msg = (
                 "PromptMAD is not calibrated: its normal image prompts, class prototypes, map scales, matching "
-                "banks and fusion rules are fitted after training. Train it first, or load a trained checkpoint."
+                "banks, fusion rules and thresholds are fitted after training. Train it first, or load a trained "
+                "checkpoint."
             )
             raise RuntimeError(msg)
 

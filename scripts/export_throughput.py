@@ -58,6 +58,7 @@ def build_model(image_size: int):
     network.set_prompt_images(torch.rand(count, 3, image_size, image_size))
     network.set_map_scale(torch.ones(count))
     network.set_fusion_rules([FusionRule()] * count)
+    network.set_thresholds(torch.ones(count), torch.ones(count))
     return model
 
 

@@ -52,6 +52,7 @@ def _measure(mode: str, image_size: int, repeats: int, threads: int, layers: int
         model.set_matching_banks([torch.randn(BANK_PATCHES, channels) for _ in range(categories)])
         model.set_matching_scale(torch.ones(categories))
     model.set_fusion_rules([FusionRule()] * categories)
+    model.set_thresholds(torch.ones(categories), torch.ones(categories))
     stages = {
         "backbone (frozen)": model.backbone,
         "text tokens": model.text_tokens,

@@ -51,6 +51,11 @@ def migrate_checkpoint(checkpoint: dict[str, Any]) -> None:
         state["model.fusion_product"] = torch.zeros(count)
     if "model.fusion_segmentation_weight" in state and "model.fusion_matching_weight" not in state:
         state["model.fusion_matching_weight"] = torch.zeros_like(state["model.fusion_segmentation_weight"])
+    if "model.map_scale" in state and "model.image_threshold" not in state:
+        # saved before per-category thresholds: those models' outputs were the unscaled fused maps
+        count = state["model.map_scale"].numel()
+        state["model.image_threshold"] = torch.ones(count)
+        state["model.pixel_threshold"] = torch.ones(count)
     prompts = state.get("model.prompt_features")
     if prompts is not None and prompts.ndim == 4:  # noqa: PLR2004 - (K, C, h, w): one prompt per category
         # saved before prompt retrieval: one fixed prompt per category, i.e. a single candidate each

@@ -61,6 +61,8 @@ def main() -> None:
                     "map_scale",
                     "fusion_segmentation_weight",
                     "fusion_product",
+                    "image_threshold",
+                    "pixel_threshold",
                 )
             },
             "checkpoint": engine.trainer.checkpoint_callback.best_model_path,
