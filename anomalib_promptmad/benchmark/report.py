@@ -343,22 +343,15 @@ def _dataset_lines(outcomes: Sequence[JobOutcome]) -> list[str]:
 
 def _coreset_lines(results: Sequence[dict[str, Any]]) -> list[str]:
     """A section on the coreset selections that jobs recorded (Patchcore with the exact fast coreset)."""
-    recorded = [result for result in results if result.get("coreset_selections")]
-    if not recorded:
-        return []
-    lines = [
-        "## Coreset selection",
-        "",
+    return _section(
+        "Coreset selection",
         "`exact_fast`: the benchmark's exact greedy k-center selection "
         "(`anomalib_promptmad.matching.greedy_coreset_indices`), which selects the indices anomalib's "
         "`KCenterGreedy` selects (the same memory bank) in far less time; `anomalib`: anomalib's own (an "
         "embedding on an accelerator). The seconds are part of the fit time. Patchcore jobs not listed here used "
         "anomalib's own selection (`exact_fast_coreset: false`).",
-        "",
-    ]
-    lines += _table(
         ["job", "selection", "patches", "selected", "seconds"],
-        (
+        [
             [
                 f"`{result['job']['id']}`",
                 entry["implementation"],
@@ -366,34 +359,32 @@ def _coreset_lines(results: Sequence[dict[str, Any]]) -> list[str]:
                 f"{entry['selected']} ({entry['sampling_ratio']:g})",
                 f"{entry['seconds']:.1f}",
             ]
-            for result in recorded
-            for entry in result["coreset_selections"]
-        ),
+            for result in results
+            for entry in result.get("coreset_selections") or []
+        ],
     )
-    return [*lines, ""]
 
 
 def _fusion_rule_lines(results: Sequence[dict[str, Any]]) -> list[str]:
     """A section on the fusion rule each PromptMAD job's calibration chose per category."""
-    recorded = [result for result in results if result.get("fusion_rules")]
-    if not recorded:
-        return []
-    lines = [
-        "## Fusion rules",
-        "",
+    return _section(
+        "Fusion rules",
         "PromptMAD's anomaly map per category, as calibration chose it on the validation split: `D` the scaled "
         "reconstruction distance, `P` the segmentor's probability, `M` the scaled prompt-matching distance.",
-        "",
-    ]
-    lines += _table(
         ["job", "category", "rule"],
-        (
+        [
             [f"`{result['job']['id']}`", category, f"`{rule}`"]
-            for result in recorded
-            for category, rule in result["fusion_rules"].items()
-        ),
+            for result in results
+            for category, rule in (result.get("fusion_rules") or {}).items()
+        ],
     )
-    return [*lines, ""]
+
+
+def _section(title: str, introduction: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A report section: its title, an introduction and a table; nothing where the table has no row."""
+    if not rows:
+        return []
+    return [f"## {title}", "", introduction, "", *_table(header, rows), ""]
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
