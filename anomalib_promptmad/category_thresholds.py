@@ -32,10 +32,11 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from anomalib.metrics import F1AdaptiveThreshold
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from anomalib_promptmad.fusion_rule import batch_masks
 
 if TYPE_CHECKING:
     from anomalib_promptmad.torch_model import PromptMADModel
@@ -68,7 +69,8 @@ def category_thresholds(
     """Each category's F1-adaptive image and pixel thresholds on the validation split.
 
     Args:
-        network: A network calibrated up to its thresholds (prototypes, scales, banks and fusion rules).
+        network: A network calibrated up to its thresholds (prototypes, scales, banks and fusion rules), in
+            eval mode. Its thresholds are set to 1 (the outputs are measured unthresholded); set the returned ones.
         validation: Normal and anomalous images with masks, or ``None``.
         count: Number of categories.
         network_input: Turns a batch's images into network input.
@@ -90,11 +92,7 @@ def category_thresholds(
         images = network_input(batch.image)
         predictions = network(images)
         maps = predictions.anomaly_map.cpu()
-        if batch.gt_mask is None:  # a batch of normal images only
-            masks = torch.zeros(maps.shape, dtype=torch.bool)
-        else:
-            masks = batch.gt_mask.float().reshape(maps.shape[0], 1, *batch.gt_mask.shape[-2:])
-            masks = F.interpolate(masks, size=maps.shape[-2:]) > 0.5
+        masks = batch_masks(batch, (maps.shape[-2], maps.shape[-1]))
         labels = batch.gt_label.flatten().cpu()
         for item, category in enumerate(category_indices(batch.image_path).tolist()):
             row = (predictions.pred_score[item : item + 1].cpu(), labels[item : item + 1], maps[item], masks[item])

@@ -57,6 +57,7 @@ __all__ = [
     "FusionChoice",
     "FusionRule",
     "ValidationMaps",
+    "batch_masks",
     "candidate_rules",
     "choose_category_rules",
     "choose_fusion_rule",
@@ -253,6 +254,15 @@ def choose_fusion_rule(
     return FusionChoice(best, {rule: min(qualities) for rule, qualities in per_family.items()})
 
 
+def batch_masks(batch: Any, size: tuple[int, int]) -> torch.Tensor:
+    """A validation batch's ground truth as ``(B, 1, *size)`` booleans (all false for a batch of normal images)."""
+    count = len(batch.image)
+    if batch.gt_mask is None:  # a batch of normal images only
+        return torch.zeros(count, 1, *size, dtype=torch.bool)
+    masks = batch.gt_mask.float().reshape(count, 1, *batch.gt_mask.shape[-2:])
+    return F.interpolate(masks, size=size) > 0.5
+
+
 @torch.no_grad()
 def validation_maps(
     network: PromptMADModel,
@@ -278,11 +288,7 @@ def validation_maps(
         images = network_input(batch.image)
         maps = network.component_maps(images)
         size = (min(images.shape[-2], SELECTION_SIZE), min(images.shape[-1], SELECTION_SIZE))
-        if batch.gt_mask is None:  # a batch of normal images only
-            mask = torch.zeros(images.shape[0], 1, *size, dtype=torch.bool)
-        else:
-            masks = batch.gt_mask.float().reshape(images.shape[0], 1, *batch.gt_mask.shape[-2:])
-            mask = F.interpolate(masks, size=size) > 0.5
+        mask = batch_masks(batch, size)
         components = [maps.distance, maps.probability] + ([maps.matching] if maps.matching is not None else [])
         pooled = [F.adaptive_avg_pool2d(component, size).cpu() for component in components] + [mask]
         for item, label in enumerate(category_indices(batch.image_path).tolist()):
