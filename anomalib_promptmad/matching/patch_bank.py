@@ -7,8 +7,9 @@ For each query patch, ``M`` is its distance to the nearest patch of its own cate
 (the category inferred by the network, never a label). Each category's bank is the greedy k-center coreset
 (:func:`~anomalib_promptmad.matching.coreset.greedy_coreset_indices`) of the patch embeddings of its normal
 training images. The banks are buffers padded to one length, so an exported graph carries them and
-searches only the row of the inferred category: a gather, one matrix product and a minimum, no data-dependent
-control flow. Padding rows have an infinite squared norm and can never be the nearest.
+searches only the row of the inferred category: a gather, one matrix product, a minimum and the distance to
+the patch it picks, no data-dependent control flow. Padding rows have an infinite squared norm and can never be
+the nearest.
 """
 
 from __future__ import annotations
@@ -81,14 +82,20 @@ class PatchBank(DynamicBufferMixin, nn.Module):
         query = embedding.flatten(2).transpose(1, 2)  # (B, hw, C)
         bank = self.patches[category]  # (B, N, C): only the image's own category is read
         norms = self.squared_norms[category]
-        # |q - p|^2 = |q|^2 - 2 q.p + |p|^2: the minimum over p needs only the last two terms. The bank is
-        # searched in fixed chunks (a static loop, unrolled on export) so the (hw, N) products stay small.
-        closest = None
+        # The nearest p minimises |p|^2 - 2 q.p (|q|^2 is the same for all p). The bank is searched in fixed
+        # chunks (a static loop, unrolled on export) so the (hw, N) products stay small.
+        closest, nearest = None, None
         for start in range(0, bank.shape[1], self.chunk_size):
             stop = start + self.chunk_size
             products = query @ bank[:, start:stop].transpose(1, 2)  # (B, hw, chunk)
-            part = (norms[:, None, start:stop] - 2 * products).amin(dim=2)
-            closest = part if closest is None else torch.minimum(closest, part)
-        assert closest is not None  # noqa: S101 - set_banks refuses empty banks
-        squared = (closest + query.pow(2).sum(2)).clamp_min(0)
-        return squared.sqrt().view(batch, 1, height, width)
+            part, index = (norms[:, None, start:stop] - 2 * products).min(dim=2)
+            if closest is None or nearest is None:
+                closest, nearest = part, index
+            else:
+                better = part < closest
+                closest, nearest = torch.where(better, part, closest), torch.where(better, index + start, nearest)
+        assert nearest is not None  # set_banks refuses empty banks
+        # The distance itself is measured to the chosen patch: through the expansion above it would carry
+        # float32 cancellation error of order sqrt(eps * |q|^2), about 1e-3, even for a patch that is in the bank.
+        chosen = bank.gather(1, nearest.unsqueeze(2).expand(-1, -1, bank.shape[2]))  # (B, hw, C)
+        return (query - chosen).pow(2).sum(2).sqrt().view(batch, 1, height, width)
