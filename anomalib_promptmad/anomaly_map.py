@@ -9,8 +9,8 @@ normal *training* images after training (a high quantile of their distances), so
 test data and a single image is scored the same way whatever else is in the batch.
 
 Each category then has its own fusion rule (:mod:`anomalib_promptmad.fusion_rule`, chosen on the
-validation split by default): a weighted sum ``(1 - w) * D + w * P`` or the product ``D * P``. Both are
-given per image as tensors, so one exported graph serves every category.
+validation split by default): a weighted sum of the maps, their weighted geometric mean or the product
+``D * P``. All are given per image as tensors, so one exported graph serves every category.
 
 The fused map and the image score are then divided by their category's thresholds
 (:mod:`anomalib_promptmad.category_thresholds`), so that 1 is every category's threshold: the rules make
@@ -28,7 +28,11 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib.models.components import GaussianBlur2d
 from torch import nn
 
-__all__ = ["AnomalyMapGenerator", "fuse_maps"]
+__all__ = ["GEOMETRIC_FLOOR", "AnomalyMapGenerator", "fuse_maps"]
+
+# Below this a map value counts as 0 in a geometric mean: log(0) would make every pixel of a category rank
+# equal wherever one component is exactly 0 (a saturated sigmoid), and ranking is all the rule is for.
+GEOMETRIC_FLOOR = 1e-4
 
 
 def fuse_maps(
@@ -38,16 +42,21 @@ def fuse_maps(
     product: torch.Tensor,
     matching: torch.Tensor | None = None,
     matching_weight: torch.Tensor | None = None,
+    geometric: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Fuse per image: ``product * D * P + (1 - product) * ((1 - w - w_M) * D + w * P + w_M * M)``.
+    """Fuse per image with the weights ``w_D = 1 - w - w_M``, ``w`` (of ``P``) and ``w_M`` (of ``M``).
+
+    The rule is ``D * P`` where ``product`` is 1, the weighted geometric mean ``D^w_D * P^w * M^w_M`` where
+    ``geometric`` is 1, else the weighted sum ``w_D * D + w * P + w_M * M``.
 
     Args:
         distance: ``(B, 1, H, W)`` scaled distance map ``D`` (about 1 at a normal image's 99th percentile).
         probability: ``(B, 1, H, W)`` pixel-head probability ``P``.
-        segmentation_weight: ``(B,)`` weight ``w`` of ``P`` in the sum.
-        product: ``(B,)`` 1 where the rule is the product, 0 where it is the sum.
+        segmentation_weight: ``(B,)`` weight ``w`` of ``P``.
+        product: ``(B,)`` 1 where the rule is the product, else 0.
         matching: ``(B, 1, H, W)`` scaled prompt-matching map ``M``, or ``None`` without prompt matching.
         matching_weight: ``(B,)`` weight ``w_M`` of ``M`` (with ``matching``).
+        geometric: ``(B,)`` 1 where the rule is the geometric mean, else 0 (``None``: 0 for every image).
 
     Returns:
         ``(B, 1, H, W)`` fused map, >= 0.
@@ -55,11 +64,20 @@ def fuse_maps(
     weight = segmentation_weight.view(-1, 1, 1, 1)
     product = product.view(-1, 1, 1, 1)
     total = weight * probability + (1 - weight) * distance
+    log_mean = weight * torch.log(probability.clamp_min(GEOMETRIC_FLOOR))
+    log_mean = log_mean + (1 - weight) * torch.log(distance.clamp_min(GEOMETRIC_FLOOR))
     if matching is not None and matching_weight is not None:
         matching_weight = matching_weight.view(-1, 1, 1, 1)
         total = total + matching_weight * (matching - distance)
+        log_mean = log_mean + matching_weight * (
+            torch.log(matching.clamp_min(GEOMETRIC_FLOOR)) - torch.log(distance.clamp_min(GEOMETRIC_FLOOR))
+        )
     # arithmetic blend rather than torch.where: one graph for every rule, exported without control flow
-    return product * distance * probability + (1 - product) * total
+    fused = product * distance * probability + (1 - product) * total
+    if geometric is None:
+        return fused
+    geometric = geometric.view(-1, 1, 1, 1)
+    return geometric * torch.exp(log_mean) + (1 - geometric) * fused
 
 
 class AnomalyMapGenerator(nn.Module):
@@ -127,6 +145,7 @@ class AnomalyMapGenerator(nn.Module):
         matching_weight: torch.Tensor | None = None,
         image_threshold: torch.Tensor | None = None,
         pixel_threshold: torch.Tensor | None = None,
+        geometric: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fuse the component maps with each image's rule (see :func:`fuse_maps`) and score the image.
 
@@ -139,11 +158,12 @@ class AnomalyMapGenerator(nn.Module):
             matching_weight: ``(B,)`` weight of ``M`` (with ``matching``).
             image_threshold: ``(B,)`` fused image score at each image's category threshold (default 1).
             pixel_threshold: ``(B,)`` fused pixel value at each image's category threshold (default 1).
+            geometric: ``(B,)`` 1 where the rule is the weighted geometric mean (``None``: none is).
 
         Returns:
             ``(anomaly_map, pred_score)``: ``(B, 1, H, W)`` and ``(B,)``, both in [0, 1), 0.5 at the threshold.
         """
-        fused = fuse_maps(distance, probability, segmentation_weight, product, matching, matching_weight)
+        fused = fuse_maps(distance, probability, segmentation_weight, product, matching, matching_weight, geometric)
         window = min(self.pool_size, fused.shape[-2], fused.shape[-1])
         # separable box filter: the same mean as a window x window average pool, in O(2 window) per pixel
         pooled = F.avg_pool2d(F.avg_pool2d(fused, (window, 1), stride=1), (1, window), stride=1)

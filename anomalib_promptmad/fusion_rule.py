@@ -22,8 +22,13 @@ with the largest defects decide; on the four real categories here that choice ga
 0.52, against 0.61 by the worst family (same maps, see the model README).
 
 Candidates: the weighted sums ``w_D * D + w_P * P + w_M * M`` with weights on a 0.1 grid of the simplex
-(``w_M = 0`` without prompt matching, which leaves ``(1 - w) * D + w * P`` for ``w`` in 0, 0.1, ..., 1)
-and the product ``D * P`` (the segmentor gates the distance).
+(``w_M = 0`` without prompt matching, which leaves ``(1 - w) * D + w * P`` for ``w`` in 0, 0.1, ..., 1),
+the product ``D * P`` (the segmentor gates the distance), and the weighted geometric means
+``D^w_D * P^w_P * M^w_M`` on the same grid (at least two maps weighted; one map alone is the sum's vertex).
+A geometric mean needs every weighted map to be high, and it ignores each map's scale: a pixel the segmentor
+is sure of but that matches a normal patch closely stays low, where a sum lets either map alone raise it. On the
+validation split of two trainings (seeds 42 and 43) it ranked best on bottle, pill and tire in both; where the
+sums had picked ``D * P`` it replaced a rule that lost 23 points of test pixel AP on pill (model README).
 
 Example:
     >>> import torch
@@ -79,11 +84,13 @@ class FusionRule:
             (PromptMAD's ``segmentation_weight`` argument sets it for ``fusion="sum"``).
         product: Use ``D * P`` instead of the sum (the weights are then unused).
         matching_weight: Weight ``w_M`` of the prompt-matching map ``M`` in the sum.
+        geometric: Use the weighted geometric mean ``D^(1 - w - w_M) * P^w * M^w_M`` instead of the sum.
     """
 
     segmentation_weight: float = 0.5
     product: bool = False
     matching_weight: float = 0.0
+    geometric: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.segmentation_weight <= 1.0:
@@ -95,6 +102,9 @@ class FusionRule:
                 f"segmentation_weight {self.segmentation_weight}"
             )
             raise ValueError(msg)
+        if self.product and self.geometric:
+            msg = "a fusion rule is the product D * P or a geometric mean, not both"
+            raise ValueError(msg)
 
     @property
     def distance_weight(self) -> float:
@@ -104,6 +114,17 @@ class FusionRule:
     def __str__(self) -> str:
         if self.product:
             return "D * P"
+        if self.geometric:
+            powers = [
+                f"{name}^{value:g}"
+                for name, value in (
+                    ("D", self.distance_weight),
+                    ("P", self.segmentation_weight),
+                    ("M", self.matching_weight),
+                )
+                if value
+            ]
+            return " * ".join(powers)
         terms = [
             f"{value:g} {name}"
             for name, value in (
@@ -136,6 +157,7 @@ class FusionRule:
             full(float(self.product)),
             matching,
             full(self.matching_weight) if matching is not None else None,
+            full(float(self.geometric)),
         )
 
 
@@ -165,13 +187,21 @@ class ValidationMaps(NamedTuple):
 
 
 def candidate_rules(with_matching: bool = False) -> tuple[FusionRule, ...]:
-    """The rules the validation split chooses from: sums on a 0.1 simplex grid, then the product ``D * P``."""
-    sums = [
-        FusionRule(segmentation_weight=p_steps / 10, matching_weight=m_steps / 10)
-        for m_steps in range(11 if with_matching else 1)
-        for p_steps in range(11 - m_steps)
+    """The rules the validation split chooses from.
+
+    In this order (ties go to the earlier): sums on a 0.1 simplex grid, the product ``D * P``, then the geometric
+    means on the same grid that weight at least two maps.
+    """
+    grid = [
+        (p_steps / 10, m_steps / 10) for m_steps in range(11 if with_matching else 1) for p_steps in range(11 - m_steps)
     ]
-    return (*sums, FusionRule(product=True))
+    sums = [FusionRule(segmentation_weight=p, matching_weight=m) for p, m in grid]
+    geometric = [FusionRule(segmentation_weight=p, matching_weight=m, geometric=True) for p, m in grid]
+    return (*sums, FusionRule(product=True), *(rule for rule in geometric if _weighted_maps(rule) > 1))
+
+
+def _weighted_maps(rule: FusionRule) -> int:
+    return sum(weight > 0 for weight in (rule.distance_weight, rule.segmentation_weight, rule.matching_weight))
 
 
 CANDIDATE_RULES: tuple[FusionRule, ...] = candidate_rules()

@@ -101,9 +101,10 @@ class PromptMAD(DeploymentMixin, AnomalibModule):
         diffusion_beta_range: Linear beta schedule ``(start, end)``.
         segmentor_dim: Segmentor width.
         fusion: How each category's distance map ``D`` and pixel-head probability ``P`` are fused:
-            ``"validation"`` (default) picks, per category, the rule with the best pixel AP on the validation
-            split (held-out normals plus synthetic defects) among the sums ``(1 - w) * D + w * P``,
-            ``w = 0, 0.1, ..., 1``, and the product ``D * P``; ``"sum"`` uses ``segmentation_weight``;
+            ``"validation"`` (default) picks, per category, the rule that ranks the validation split's pixels
+            best (held-out normals plus synthetic defects) among the sums ``(1 - w) * D + w * P`` (``+ w_M * M``
+            with prompt matching) on a 0.1 grid, the product ``D * P`` and the weighted geometric means on the
+            same grid; ``"sum"`` uses ``segmentation_weight``;
             ``"product"`` uses ``D * P``. See :mod:`anomalib_promptmad.fusion_rule`.
         segmentation_weight: Weight ``w`` of ``P`` for ``fusion="sum"``, and the fallback rule for a category
             whose validation images have no anomalous pixel.

@@ -231,6 +231,7 @@ class PromptMADModel(DynamicBufferMixin):
         self.register_buffer("fusion_segmentation_weight", torch.empty(0))
         self.register_buffer("fusion_matching_weight", torch.empty(0))
         self.register_buffer("fusion_product", torch.empty(0))
+        self.register_buffer("fusion_geometric", torch.empty(0))
         # (K,) each category's thresholds on the fused image score and pixel value (1 is every threshold after them)
         self.register_buffer("image_threshold", torch.empty(0))
         self.register_buffer("pixel_threshold", torch.empty(0))
@@ -246,6 +247,7 @@ class PromptMADModel(DynamicBufferMixin):
         self.fusion_segmentation_weight: torch.Tensor
         self.fusion_matching_weight: torch.Tensor
         self.fusion_product: torch.Tensor
+        self.fusion_geometric: torch.Tensor
         self._prompt_bank: dict[int, list[torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ features
@@ -307,7 +309,7 @@ class PromptMADModel(DynamicBufferMixin):
     def is_calibrated(self) -> bool:
         """Whether prototypes, prompts, map scales, matching banks, fusion rules and thresholds have been fitted."""
         buffers = [self.prompt_memory, self.map_scale, self.prototypes, self.fusion_segmentation_weight]
-        buffers += [self.fusion_product, self.image_threshold, self.pixel_threshold]
+        buffers += [self.fusion_product, self.fusion_geometric, self.image_threshold, self.pixel_threshold]
         if self.patch_bank is not None:
             buffers += [self.patch_bank.patches, self.matching_scale, self.fusion_matching_weight]
         return self.tokenizer.has_statistics and all(buffer.numel() > 0 for buffer in buffers)
@@ -384,6 +386,7 @@ class PromptMADModel(DynamicBufferMixin):
         self.fusion_segmentation_weight = column([rule.segmentation_weight for rule in rules])
         self.fusion_matching_weight = column([rule.matching_weight for rule in rules])
         self.fusion_product = column([float(rule.product) for rule in rules])
+        self.fusion_geometric = column([float(rule.geometric) for rule in rules])
 
     def set_thresholds(self, image: torch.Tensor, pixel: torch.Tensor) -> None:
         """Set the ``(K,)`` per-category thresholds of the fused image score and of the fused map."""
@@ -397,9 +400,18 @@ class PromptMADModel(DynamicBufferMixin):
         matching = self.fusion_matching_weight.tolist() if self.fusion_matching_weight.numel() else [0.0] * count
         # rounded: the float32 buffer turns 0.3 into 0.30000001
         return [
-            FusionRule(segmentation_weight=round(weight, 6), product=bool(product), matching_weight=round(share, 6))
-            for weight, product, share in zip(
-                self.fusion_segmentation_weight.tolist(), self.fusion_product.tolist(), matching, strict=True
+            FusionRule(
+                segmentation_weight=round(weight, 6),
+                product=bool(product),
+                matching_weight=round(share, 6),
+                geometric=bool(geometric),
+            )
+            for weight, product, share, geometric in zip(
+                self.fusion_segmentation_weight.tolist(),
+                self.fusion_product.tolist(),
+                matching,
+                self.fusion_geometric.tolist(),
+                strict=True,
             )
         ]
 
@@ -456,6 +468,7 @@ class PromptMADModel(DynamicBufferMixin):
             self.fusion_matching_weight[category] if maps.matching is not None else None,
             self.image_threshold[category],
             self.pixel_threshold[category],
+            self.fusion_geometric[category],
         )
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map), category
 

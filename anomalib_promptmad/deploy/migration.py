@@ -51,6 +51,9 @@ def migrate_checkpoint(checkpoint: dict[str, Any]) -> None:
         state["model.fusion_product"] = torch.zeros(count)
     if "model.fusion_segmentation_weight" in state and "model.fusion_matching_weight" not in state:
         state["model.fusion_matching_weight"] = torch.zeros_like(state["model.fusion_segmentation_weight"])
+    if "model.fusion_product" in state and "model.fusion_geometric" not in state:
+        # saved before geometric-mean rules existed: every rule was a sum or the product
+        state["model.fusion_geometric"] = torch.zeros_like(state["model.fusion_product"])
     if "model.map_scale" in state and "model.image_threshold" not in state:
         # saved before per-category thresholds: those models' outputs were the unscaled fused maps
         count = state["model.map_scale"].numel()

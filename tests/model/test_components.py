@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anomalib_promptmad.anomaly_map import AnomalyMapGenerator
+from anomalib_promptmad.anomaly_map import GEOMETRIC_FLOOR, AnomalyMapGenerator, fuse_maps
 from anomalib_promptmad.losses import PromptMADLoss, dice_loss
 from anomalib_promptmad.reconstruction import FeatureTokenizer, PromptReconstructor, neighbour_mask
 from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
@@ -139,6 +139,42 @@ def test_anomaly_map_fuses_each_image_with_its_own_rule() -> None:
     fused = anomaly_map / (1 - anomaly_map)  # undo the x / (1 + x) squashing
     assert torch.allclose(fused[0], 0.7 * distance[0] + 0.3 * probability[0], atol=1e-5)
     assert torch.allclose(fused[1], distance[1] * probability[1], atol=1e-5)
+
+
+def test_anomaly_map_geometric_rule_per_image_and_in_onnx(tmp_path) -> None:
+    """Image 0 the sum, 1 the product, 2 ``D^0.1 * P^0.3 * M^0.6``: eager, and ONNX Runtime on the exported graph."""
+    import onnxruntime
+
+    generator = torch.Generator().manual_seed(0)
+    distance, probability, matching = (torch.rand(3, 1, 8, 8, generator=generator) * 3 for _ in range(3))
+    probability = probability / 3
+    probability[2, 0, 0, 0] = 0.0  # a saturated sigmoid: counts as GEOMETRIC_FLOOR, not log(0)
+    rules = (
+        torch.tensor([0.3, 0.0, 0.3]),  # P weight
+        torch.tensor([0.0, 1.0, 0.0]),  # product
+        torch.tensor([0.2, 0.0, 0.6]),  # M weight
+        torch.tensor([0.0, 0.0, 1.0]),  # geometric
+    )
+
+    class Fusion(torch.nn.Module):
+        def forward(self, *maps_and_rules: torch.Tensor) -> torch.Tensor:
+            d, p, m, weight, product, matching_weight, geometric = maps_and_rules
+            return fuse_maps(d, p, weight, product, m, matching_weight, geometric)
+
+    inputs = (distance, probability, matching, *rules)
+    fused = Fusion().eval()(*inputs)
+    assert torch.allclose(fused[0], 0.5 * distance[0] + 0.3 * probability[0] + 0.2 * matching[0], atol=1e-5)
+    assert torch.allclose(fused[1], distance[1] * probability[1], atol=1e-5)
+    floor = probability[2].clamp_min(GEOMETRIC_FLOOR)
+    assert torch.allclose(fused[2], distance[2] ** 0.1 * floor**0.3 * matching[2] ** 0.6, rtol=1e-4)
+    assert float(fused[2, 0, 0, 0]) > 0
+
+    path = tmp_path / "fusion.onnx"
+    names = ["distance", "probability", "matching", "weight", "product", "matching_weight", "geometric"]
+    torch.onnx.export(Fusion().eval(), inputs, path, input_names=names, dynamo=True)
+    session = onnxruntime.InferenceSession(str(path))
+    (exported,) = session.run(None, {name: value.numpy() for name, value in zip(names, inputs, strict=True)})
+    assert float(abs(torch.from_numpy(exported) - fused).max()) < 1e-5
 
 
 def test_losses_and_weights() -> None:

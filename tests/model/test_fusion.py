@@ -14,6 +14,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from anomalib_promptmad import PromptMAD
+from anomalib_promptmad.anomaly_map import GEOMETRIC_FLOOR
 from anomalib_promptmad.fusion_rule import (
     CANDIDATE_RULES,
     FusionRule,
@@ -65,8 +66,23 @@ def test_choose_fusion_rule_takes_the_product_where_no_sum_separates() -> None:
     rule, scores = choose_fusion_rule(distance, probability, mask)
     assert rule == FusionRule(product=True)
     assert scores[rule] == pytest.approx(1.0)
-    assert max(score for candidate, score in scores.items() if not candidate.product) < 0.9
+    # the geometric mean D^0.5 * P^0.5 ranks as the product does; the product comes first among equals
+    assert scores[FusionRule(segmentation_weight=0.5, geometric=True)] == pytest.approx(1.0)
+    sums = [score for candidate, score in scores.items() if not candidate.product and not candidate.geometric]
+    assert max(sums) < 0.9
     assert set(scores) == set(CANDIDATE_RULES)
+
+
+def test_choose_fusion_rule_takes_a_geometric_mean_where_neither_a_sum_nor_the_product_separates() -> None:
+    # D fires far more on B than on the defect A, with P low there; P fires on C: only P-heavy powers rank A first
+    distance, probability, mask = _maps({"A": 1.0, "B": 10.0}, {"A": 0.5, "B": 0.06, "C": 0.9})
+    rule, scores = choose_fusion_rule(distance, probability, mask)
+    assert rule.geometric and 0.5 < rule.segmentation_weight < 1.0
+    assert scores[rule] == pytest.approx(1.0)
+    assert max(score for candidate, score in scores.items() if not candidate.geometric) < 0.9
+    fused = rule.apply(distance, probability)
+    expected = distance ** rule.distance_weight * probability.clamp_min(GEOMETRIC_FLOOR) ** rule.segmentation_weight
+    assert torch.allclose(fused, expected, rtol=1e-5)
 
 
 def test_choose_fusion_rule_takes_the_matching_map_where_only_it_localises() -> None:
@@ -76,7 +92,7 @@ def test_choose_fusion_rule_takes_the_matching_map_where_only_it_localises() -> 
     assert rule.matching_weight > 0 and scores[rule] == pytest.approx(1.0)
     assert scores[FusionRule(segmentation_weight=0.0, matching_weight=1.0)] == pytest.approx(1.0)
     assert max(score for candidate, score in scores.items() if not candidate.matching_weight) < 0.9
-    assert len(scores) == 66 + 1
+    assert len(scores) == 66 + 1 + 63  # sums on the simplex grid, the product, geometric means of 2 or 3 maps
     with pytest.raises(ValueError, match="no M maps"):
         choose_fusion_rule(distance, probability, mask, candidate_rules(with_matching=True))
 
@@ -120,8 +136,12 @@ def test_fusion_rule_names_and_limits() -> None:
     assert str(FusionRule(segmentation_weight=0.2, matching_weight=0.5)) == "0.3 D + 0.2 P + 0.5 M"
     assert str(FusionRule(segmentation_weight=0.0)) == "D only"
     assert str(FusionRule(product=True)) == "D * P"
+    assert str(FusionRule(segmentation_weight=0.4, matching_weight=0.6, geometric=True)) == "P^0.4 * M^0.6"
+    assert str(FusionRule(segmentation_weight=0.2, matching_weight=0.5, geometric=True)) == "D^0.3 * P^0.2 * M^0.5"
     with pytest.raises(ValueError, match="matching_weight must be in"):
         FusionRule(segmentation_weight=0.6, matching_weight=0.5)
+    with pytest.raises(ValueError, match="not both"):
+        FusionRule(product=True, geometric=True)
 
 
 def test_choose_fusion_rule_needs_anomalous_pixels() -> None:
@@ -173,7 +193,8 @@ def test_fixed_fusion_modes_and_missing_validation(trained, caplog: pytest.LogCa
 
 def test_checkpoint_from_before_fusion_rules_loads_with_the_fixed_sum(trained, tmp_path: Path) -> None:
     checkpoint = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
-    for key in ("model.fusion_segmentation_weight", "model.fusion_product", "model.fusion_matching_weight"):
+    rule_buffers = ("fusion_segmentation_weight", "fusion_product", "fusion_matching_weight", "fusion_geometric")
+    for key in (f"model.{name}" for name in rule_buffers):
         del checkpoint["state_dict"][key]
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
@@ -199,6 +220,7 @@ def test_checkpoint_from_before_prompt_retrieval_loads_with_its_single_prompt(tr
     state["model.prompt_features"] = state["model.prompt_features"][:, 0]
     state["model.prompt_memory"] = state["model.prompt_memory"][:, 0]
     del state["model.prompt_descriptors"], state["model.prompt_valid"], state["model.fusion_matching_weight"]
+    del state["model.fusion_geometric"]  # geometric rules came later still
     checkpoint["hyper_parameters"]["retrieved_prompts"] = 1
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
