@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from anomalib.models.components import GaussianBlur2d
+from anomalib.models.components.filters.blur import compute_kernel_size
 from torch import nn
 
-__all__ = ["GEOMETRIC_FLOOR", "AnomalyMapGenerator", "fuse_maps"]
+__all__ = ["GEOMETRIC_FLOOR", "AnomalyMapGenerator", "SeparableGaussianBlur", "fuse_maps"]
 
 # Below this a map value counts as 0 in a geometric mean: log(0) would make every pixel of a category rank
 # equal wherever one component is exactly 0 (a saturated sigmoid), and ranking is all the rule is for.
@@ -64,20 +64,46 @@ def fuse_maps(
     weight = segmentation_weight.view(-1, 1, 1, 1)
     product = product.view(-1, 1, 1, 1)
     total = weight * probability + (1 - weight) * distance
-    log_mean = weight * torch.log(probability.clamp_min(GEOMETRIC_FLOOR))
-    log_mean = log_mean + (1 - weight) * torch.log(distance.clamp_min(GEOMETRIC_FLOOR))
     if matching is not None and matching_weight is not None:
-        matching_weight = matching_weight.view(-1, 1, 1, 1)
-        total = total + matching_weight * (matching - distance)
-        log_mean = log_mean + matching_weight * (
-            torch.log(matching.clamp_min(GEOMETRIC_FLOOR)) - torch.log(distance.clamp_min(GEOMETRIC_FLOOR))
-        )
-    # arithmetic blend rather than torch.where: one graph for every rule, exported without control flow
+        total = total + matching_weight.view(-1, 1, 1, 1) * (matching - distance)
+    # arithmetic blends rather than torch.where: one graph for every rule, exported without control flow
     fused = product * distance * probability + (1 - product) * total
     if geometric is None:
         return fused
-    geometric = geometric.view(-1, 1, 1, 1)
-    return geometric * torch.exp(log_mean) + (1 - geometric) * fused
+    log_distance = torch.log(distance.clamp_min(GEOMETRIC_FLOOR))
+    log_mean = log_distance + weight * (torch.log(probability.clamp_min(GEOMETRIC_FLOOR)) - log_distance)
+    if matching is not None and matching_weight is not None:
+        log_matching = torch.log(matching.clamp_min(GEOMETRIC_FLOOR))
+        log_mean = log_mean + matching_weight.view(-1, 1, 1, 1) * (log_matching - log_distance)
+    return fused + geometric.view(-1, 1, 1, 1) * (torch.exp(log_mean) - fused)
+
+
+class SeparableGaussianBlur(nn.Module):
+    """anomalib's ``GaussianBlur2d`` (same kernel size, normalised kernel, reflect padding) as two 1-D passes.
+
+    A 2-D Gaussian kernel is the outer product of two 1-D ones, so a row pass then a column pass gives the same
+    map with ``2 k`` multiply-adds per pixel instead of ``k^2``: at sigma 4 (``k = 33``) the 2-D convolution was
+    47 ms of a 256 px batch of 8 on 2 CPU cores, 11 % of PromptMAD's whole forward.
+
+    Args:
+        sigma: Standard deviation in pixels.
+    """
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        size = compute_kernel_size(sigma)
+        offsets = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+        kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+        # not saved: it follows from sigma, and checkpoints stay loadable if the implementation changes
+        self.register_buffer("kernel", (kernel / kernel.sum()).view(1, 1, 1, size), persistent=False)
+        self.kernel: torch.Tensor
+        self.padding = size // 2
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """Blur ``(B, 1, H, W)`` maps; the output has the input's shape."""
+        padded = F.pad(maps, (self.padding,) * 4, mode="reflect")
+        rows = F.conv2d(padded, self.kernel)
+        return F.conv2d(rows, self.kernel.transpose(-1, -2))
 
 
 class AnomalyMapGenerator(nn.Module):
@@ -91,7 +117,7 @@ class AnomalyMapGenerator(nn.Module):
     def __init__(self, pool_size: int = 16, matching_sigma: float = 4.0) -> None:
         super().__init__()
         self.pool_size = pool_size
-        self.matching_blur = GaussianBlur2d(sigma=matching_sigma, channels=1)
+        self.matching_blur = SeparableGaussianBlur(matching_sigma)
 
     @staticmethod
     def upsample(values: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:

@@ -59,6 +59,8 @@ def migrate_checkpoint(checkpoint: dict[str, Any]) -> None:
         count = state["model.map_scale"].numel()
         state["model.image_threshold"] = torch.ones(count)
         state["model.pixel_threshold"] = torch.ones(count)
+    # saved with anomalib's 2-D Gaussian kernel of M's smoothing: the separable blur recomputes its kernel from sigma
+    state.pop("model.anomaly_map.matching_blur.kernel", None)
     prompts = state.get("model.prompt_features")
     if prompts is not None and prompts.ndim == 4:  # noqa: PLR2004 - (K, C, h, w): one prompt per category
         # saved before prompt retrieval: one fixed prompt per category, i.e. a single candidate each

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anomalib_promptmad.anomaly_map import GEOMETRIC_FLOOR, AnomalyMapGenerator, fuse_maps
+from anomalib_promptmad.anomaly_map import GEOMETRIC_FLOOR, AnomalyMapGenerator, SeparableGaussianBlur, fuse_maps
 from anomalib_promptmad.losses import PromptMADLoss, dice_loss
 from anomalib_promptmad.reconstruction import FeatureTokenizer, PromptReconstructor, neighbour_mask
 from anomalib_promptmad.segmentor import DiffusionRefinement, ResidualRefiner, TextGuidedSegmentor
@@ -218,3 +218,12 @@ def test_one_token_impulse_lands_on_the_same_pixels_in_every_map() -> None:
         row_weights, col_weights = rows - rows.min(), cols - cols.min()
         assert float((row_weights * positions).sum() / row_weights.sum()) == pytest.approx(23.5, abs=1e-3)
         assert float((col_weights * positions).sum() / col_weights.sum()) == pytest.approx(39.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 4.0])
+def test_separable_blur_equals_anomalibs_gaussian_blur(sigma: float) -> None:
+    from anomalib.models.components import GaussianBlur2d
+
+    maps = torch.rand(3, 1, 40, 56, generator=torch.Generator().manual_seed(0))
+    expected = GaussianBlur2d(sigma=sigma, channels=1)(maps)
+    assert torch.allclose(SeparableGaussianBlur(sigma)(maps), expected, atol=1e-6)
