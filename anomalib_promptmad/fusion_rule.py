@@ -108,32 +108,21 @@ class FusionRule:
 
     @property
     def distance_weight(self) -> float:
-        """Weight of ``D`` in the sum."""
+        """Weight of ``D`` in the sum or the geometric mean."""
         return round(1.0 - self.segmentation_weight - self.matching_weight, 6)
+
+    @property
+    def weighted_maps(self) -> tuple[tuple[str, float], ...]:
+        """``(name, weight)`` of each map with a non-zero weight, in the order ``D``, ``P``, ``M``."""
+        weights = (("D", self.distance_weight), ("P", self.segmentation_weight), ("M", self.matching_weight))
+        return tuple((name, value) for name, value in weights if value)
 
     def __str__(self) -> str:
         if self.product:
             return "D * P"
         if self.geometric:
-            powers = [
-                f"{name}^{value:g}"
-                for name, value in (
-                    ("D", self.distance_weight),
-                    ("P", self.segmentation_weight),
-                    ("M", self.matching_weight),
-                )
-                if value
-            ]
-            return " * ".join(powers)
-        terms = [
-            f"{value:g} {name}"
-            for name, value in (
-                ("D", self.distance_weight),
-                ("P", self.segmentation_weight),
-                ("M", self.matching_weight),
-            )
-            if value
-        ]
+            return " * ".join(f"{name}^{value:g}" for name, value in self.weighted_maps)
+        terms = [f"{value:g} {name}" for name, value in self.weighted_maps]
         if len(terms) == 1:
             return f"{terms[0].split()[1]} only"
         return " + ".join(terms)
@@ -197,11 +186,7 @@ def candidate_rules(with_matching: bool = False) -> tuple[FusionRule, ...]:
     ]
     sums = [FusionRule(segmentation_weight=p, matching_weight=m) for p, m in grid]
     geometric = [FusionRule(segmentation_weight=p, matching_weight=m, geometric=True) for p, m in grid]
-    return (*sums, FusionRule(product=True), *(rule for rule in geometric if _weighted_maps(rule) > 1))
-
-
-def _weighted_maps(rule: FusionRule) -> int:
-    return sum(weight > 0 for weight in (rule.distance_weight, rule.segmentation_weight, rule.matching_weight))
+    return (*sums, FusionRule(product=True), *(rule for rule in geometric if len(rule.weighted_maps) > 1))
 
 
 CANDIDATE_RULES: tuple[FusionRule, ...] = candidate_rules()
