@@ -30,7 +30,13 @@ from .efficientnet_lite import (
     packaged_weights_source,
     weights_cache_dir,
 )
-from .feature_extractor import WEIGHTS_CHOICES, MultiScaleFeatureExtractor, backbone_mean_std, check_backbone_name
+from .feature_extractor import (
+    CPU_MICRO_BATCH_PIXELS,
+    WEIGHTS_CHOICES,
+    MultiScaleFeatureExtractor,
+    backbone_mean_std,
+    check_backbone_name,
+)
 
 # imported on first use: the pre-processor subclasses anomalib's, and anomalib pulls in lightning (seconds)
 _LAZY_EXPORTS: dict[str, str] = {"BackbonePreProcessor": "anomalib_promptmad.backbone.pre_processor"}
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_ENV_VAR",
+    "CPU_MICRO_BATCH_PIXELS",
     "PACKAGED_MODELS",
     "PACKAGED_TAG",
     "WEIGHTS_CHOICES",

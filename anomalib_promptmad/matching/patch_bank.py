@@ -87,8 +87,9 @@ class PatchBank(DynamicBufferMixin, nn.Module):
         closest, nearest = None, None
         for start in range(0, bank.shape[1], self.chunk_size):
             stop = start + self.chunk_size
-            products = query @ bank[:, start:stop].transpose(1, 2)  # (B, hw, chunk)
-            part, index = (norms[:, None, start:stop] - 2 * products).min(dim=2)
+            # one fused |p|^2 - 2 q.p: a separate product, scale and subtraction read (B, hw, chunk) three times
+            scores = torch.baddbmm(norms[:, None, start:stop], query, bank[:, start:stop].transpose(1, 2), alpha=-2)
+            part, index = scores.min(dim=2)
             if closest is None or nearest is None:
                 closest, nearest = part, index
             else:

@@ -160,3 +160,54 @@ def test_torch_export(extractor: MultiScaleFeatureExtractor) -> None:
     exported = torch.export.export(extractor, (image,))
     for mine, reference in zip(exported.module()(image), extractor(image), strict=True):
         torch.testing.assert_close(mine, reference)
+
+
+def _count_passes(extractor: MultiScaleFeatureExtractor, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the batch size of every pass through the timm network."""
+    passes: list[int] = []
+    network = extractor.features.forward
+
+    def counted(images: torch.Tensor) -> list[torch.Tensor]:
+        passes.append(images.shape[0])
+        return network(images)
+
+    monkeypatch.setattr(extractor.features, "forward", counted)
+    return passes
+
+
+@pytest.mark.parametrize(("images_per_slice", "expected_passes"), [(1, [1, 1, 1]), (2, [2, 1]), (3, [3])])
+def test_cpu_micro_batches_give_the_features_of_one_pass(
+    images_per_slice: int,
+    expected_passes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On CPU the batch runs in slices of the pixel budget; the features equal one pass over the whole batch."""
+    extractor = MultiScaleFeatureExtractor(weights="none", micro_batch_pixels=None)
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        whole = extractor(images)
+        extractor.micro_batch_pixels = images_per_slice * 64 * 64 + 7  # a remainder never adds an image
+        passes = _count_passes(extractor, monkeypatch)
+        sliced = extractor(images)
+    assert passes == expected_passes
+    for mine, reference in zip(sliced, whole, strict=True):
+        torch.testing.assert_close(mine, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_micro_batch_pixels_must_be_positive() -> None:
+    """A zero or negative pixel budget is refused by name."""
+    with pytest.raises(ValueError, match="micro_batch_pixels"):
+        MultiScaleFeatureExtractor(weights="none", micro_batch_pixels=0)
+
+
+def test_export_takes_the_whole_batch_whatever_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exported with a dynamic batch, the graph has one pass (no slicing) and matches eager at another size."""
+    extractor = MultiScaleFeatureExtractor(weights="none", micro_batch_pixels=64 * 64)
+    passes = _count_passes(extractor, monkeypatch)
+    batch = torch.export.Dim("batch", min=1, max=16)
+    exported = torch.export.export(extractor, (torch.rand(2, 3, 64, 64),), dynamic_shapes={"images": {0: batch}})
+    assert len(passes) == 1
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        for mine, reference in zip(exported.module()(images), extractor(images), strict=True):
+            torch.testing.assert_close(mine, reference, atol=1e-4, rtol=1e-4)
