@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
 from anomalib_promptmad.backbone import MultiScaleFeatureExtractor
+from anomalib_promptmad.infrastructure.timing import calls_per_second
 
 
 def main() -> None:
@@ -72,9 +72,8 @@ def main() -> None:
         }
         for _ in range(args.rounds):
             for name, run in variants.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+                # one timed call per variant and round (warmed up above): the rounds interleave the variants
+                times[name].append(1 / calls_per_second(run, warmup=0, min_iterations=1, min_seconds=0))
     base = statistics.median(times["contiguous, one pass"])
     print(f"{args.backbone}, batch {args.batch}, {args.image_size} px, {args.threads} threads, {args.rounds} rounds\n")
     print("| variant | median ms | best ms | images/s (median) | speed-up | max abs diff |")
